@@ -1,0 +1,3 @@
+from clipctl.cli.main import run
+
+run()
