@@ -1,0 +1,1 @@
+"""Evaluation jobs (zero-shot classification, retrieval). Submodules import torch; this package does not."""
