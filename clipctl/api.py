@@ -31,7 +31,9 @@ def _weights_path(resolved: ResolvedModel, cache_dir: str | None):
         return source.path
     from clipctl.download import fetch_hub_file
 
-    return fetch_hub_file(source.hf_repo_id, source.hf_filenames, revision=source.revision, cache_dir=cache_dir)
+    return fetch_hub_file(
+        source.hf_repo_id, source.hf_filenames, revision=source.revision, cache_dir=cache_dir
+    )
 
 
 def _apply_precision(model: nn.Module, precision: str) -> nn.Module:
@@ -89,7 +91,9 @@ def create_model(
     for note in resolved.notes:
         logger.info(note)
     if require_pretrained and resolved.weights is None:
-        raise ClipctlError(f"{model_name} needs pretrained weights: pass a tag from `clipctl models show {resolved.name}` or a file")
+        raise ClipctlError(
+            f"{model_name} needs pretrained weights: pass a tag from `clipctl models show {resolved.name}` or a file"
+        )
 
     model_cfg = resolved.model_cfg
     if pretrained_image:
@@ -155,7 +159,9 @@ def create_model_and_transforms(
 ):
     """``(model, preprocess_train, preprocess_val)``: transforms follow the pretrained tag's preprocessing."""
     overrides = _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
-    model = create_model(model_name, pretrained, precision=precision, device=device, force_preprocess_cfg=overrides, **kwargs)
+    model = create_model(
+        model_name, pretrained, precision=precision, device=device, force_preprocess_cfg=overrides, **kwargs
+    )
     preprocess_train, preprocess_val = _transforms_for(model, aug_cfg)
     return model, preprocess_train, preprocess_val
 
@@ -175,14 +181,22 @@ def create_model_from_pretrained(
     """Like OpenCLIP's: fails unless full weights load. Returns ``(model, preprocess_val)`` or the model."""
     overrides = _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
     model = create_model(
-        model_name, pretrained, precision=precision, device=device, force_preprocess_cfg=overrides, require_pretrained=True, **kwargs
+        model_name,
+        pretrained,
+        precision=precision,
+        device=device,
+        force_preprocess_cfg=overrides,
+        require_pretrained=True,
+        **kwargs,
     )
     if not return_transform:
         return model
     return model, _transforms_for(model)[1]
 
 
-def get_tokenizer(model_name: str = "", context_length: int | None = None, cache_dir: str | None = None, **kwargs: Any):
+def get_tokenizer(
+    model_name: str = "", context_length: int | None = None, cache_dir: str | None = None, **kwargs: Any
+):
     """The tokenizer a model was trained with. Unlike OpenCLIP, an unknown name is an error, not a silent default."""
     from clipctl.tokenizer import SimpleTokenizer, build_tokenizer
 

@@ -36,17 +36,23 @@ def _is_torchscript_archive(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for name in archive.namelist())
+        return any(
+            name.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for name in archive.namelist()
+        )
 
 
 def _refuse_pickle(path: Path, err: Exception) -> CheckpointError:
+    found = next((line for line in str(err).splitlines() if "Unsupported global" in line), "")
+    needs = found.split("GLOBAL", 1)[-1].split(" was not", 1)[0].strip() if found else "custom objects"
     return CheckpointError(
-        f"{path} is a pickle that needs code to load ({str(err).splitlines()[0][:160]}); refusing, because "
+        f"{path} is a pickle that needs code to load ({needs}); refusing, because "
         "such pickles can run arbitrary code. If you trust the file, pass --unsafe-load (weights_only=False in Python)"
     )
 
 
-def read_state_dict(path: str | os.PathLike, *, weights_only: bool = True, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: str | os.PathLike, *, weights_only: bool = True, map_location: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Read a weights file into a flat ``{key: tensor}`` dict with wrappers and DDP prefixes removed."""
     path = Path(path)
     if not path.is_file():
@@ -64,15 +70,20 @@ def read_state_dict(path: str | os.PathLike, *, weights_only: bool = True, map_l
         try:
             scripted = torch.jit.load(str(path), map_location=map_location)
         except RuntimeError as err:
-            raise CheckpointError(f"cannot read TorchScript archive {path}: {str(err).splitlines()[0]}") from err
+            raise CheckpointError(
+                f"cannot read TorchScript archive {path}: {str(err).splitlines()[0]}"
+            ) from err
         state_dict = {k: v for k, v in scripted.state_dict().items() if k not in _OPENAI_JIT_ATTRIBUTES}
     else:
         try:
             state_dict = torch.load(path, map_location=map_location, weights_only=weights_only)
         except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
-            if "weights_only" in str(err) or "Weights only load failed" in str(err):
+            message = str(err)
+            if "Unsupported global" in message:
                 raise _refuse_pickle(path, err) from err
-            raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({type(err).__name__})"
+            ) from err
     return _unwrap(state_dict, path)
 
 
@@ -95,7 +106,13 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 # --- adapting a state dict to a model ------------------------------------------------------------------------
 
-_TEXT_KEYS_OF_CLIP = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+_TEXT_KEYS_OF_CLIP = (
+    "token_embedding.",
+    "positional_embedding",
+    "transformer.",
+    "ln_final.",
+    "text_projection",
+)
 
 
 def _to_custom_text(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -108,7 +125,9 @@ def resize_grid_pos_embed(pos_embed: torch.Tensor, new_len: int, num_prefix_toke
     prefix, grid = pos_embed[:num_prefix_tokens], pos_embed[num_prefix_tokens:]
     old_g, new_g = int(math.isqrt(grid.shape[0])), int(math.isqrt(new_len - num_prefix_tokens))
     if old_g * old_g != grid.shape[0] or new_g * new_g != new_len - num_prefix_tokens:
-        raise CheckpointError(f"cannot resize a position embedding of {pos_embed.shape[0]} tokens to {new_len}: not square grids")
+        raise CheckpointError(
+            f"cannot resize a position embedding of {pos_embed.shape[0]} tokens to {new_len}: not square grids"
+        )
     grid = grid.reshape(1, old_g, old_g, -1).permute(0, 3, 1, 2).float()
     grid = F.interpolate(grid, size=(new_g, new_g), mode="bicubic", antialias=True, align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(new_g * new_g, -1).to(pos_embed.dtype)
@@ -161,7 +180,9 @@ def _grid_tokens(n: int) -> int:
 
 def _tower_modules(model: nn.Module) -> list[nn.Module]:
     visual = getattr(model, "visual", None)
-    return [m for m in (visual, getattr(visual, "trunk", None), getattr(model, "text", None)) if m is not None]
+    return [
+        m for m in (visual, getattr(visual, "trunk", None), getattr(model, "text", None)) if m is not None
+    ]
 
 
 def describe_mismatch(state_dict: Mapping[str, torch.Tensor], model: nn.Module, limit: int = 4) -> str | None:
@@ -201,7 +222,9 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
 ) -> tuple[list[str], list[str]]:
     """Load a weights file into ``model``. Strict by default; returns ``(missing, unexpected)`` keys."""
-    state_dict = adapt_state_dict(read_state_dict(checkpoint_path, weights_only=weights_only, map_location=device), model)
+    state_dict = adapt_state_dict(
+        read_state_dict(checkpoint_path, weights_only=weights_only, map_location=device), model
+    )
     problem = describe_mismatch(state_dict, model)
     if problem and strict:
         raise CheckpointError(f"{checkpoint_path} does not fit {type(model).__name__}: {problem}")
@@ -238,7 +261,9 @@ def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def save_safetensors_atomic(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors_atomic(
+    state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """Write tensors as safetensors atomically; shared storage (tied weights) is cloned apart first."""
     from safetensors.torch import save_file
 

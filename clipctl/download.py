@@ -38,7 +38,9 @@ def fetch_hub_file(
         except EntryNotFoundError:
             continue
         except RepositoryNotFoundError as err:
-            raise ClipctlError(f"hf-hub:{repo_id} does not exist or is private (check the name and your token)") from err
+            raise ClipctlError(
+                f"hf-hub:{repo_id} does not exist or is private (check the name and your token)"
+            ) from err
         except HfHubHTTPError as err:
             raise ClipctlError(f"downloading {filename} from hf-hub:{repo_id} failed: {err}") from err
         except ValueError as err:  # malformed repo ids

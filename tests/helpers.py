@@ -33,7 +33,13 @@ def add_to_hf_cache(repo_id: str, files: dict[str, Path | bytes | str], cache_di
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(commit)
     for name, content in files.items():
-        data = Path(content).read_bytes() if isinstance(content, Path) else content.encode() if isinstance(content, str) else content
+        data = (
+            Path(content).read_bytes()
+            if isinstance(content, Path)
+            else content.encode()
+            if isinstance(content, str)
+            else content
+        )
         blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
         blob.write_bytes(data)
         target = snapshot / name

@@ -11,27 +11,43 @@ from clipctl.cli.console import out
 
 
 def register(app: typer.Typer) -> None:
-    models = typer.Typer(help="List registered architectures and pretrained tags; show one in detail.", no_args_is_help=True)
+    models = typer.Typer(
+        help="List registered architectures and pretrained tags; show one in detail.", no_args_is_help=True
+    )
 
     @models.command("list")
     def list_(
-        pretrained: bool = typer.Option(False, "--pretrained", help="List model:tag pairs with their Hub repos."),
-        filter_: str = typer.Option(None, "--filter", help="Glob on the model name, e.g. 'ViT-B-*' or '*convnext*'."),
+        pretrained: bool = typer.Option(
+            False, "--pretrained", help="List model:tag pairs with their Hub repos."
+        ),
+        filter_: str = typer.Option(
+            None, "--filter", help="Glob on the model name, e.g. 'ViT-B-*' or '*convnext*'."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """List architectures (or, with --pretrained, every model:tag pair)."""
         from rich.table import Table
 
-        from clipctl.config.pretrained import get_pretrained_cfg, list_pretrained, list_pretrained_tags_by_model
+        from clipctl.config.pretrained import (
+            get_pretrained_cfg,
+            list_pretrained,
+            list_pretrained_tags_by_model,
+        )
         from clipctl.config.registry import list_models
 
         def keep(name: str) -> bool:
             return filter_ is None or fnmatch.fnmatch(name.lower(), filter_.lower())
 
         if pretrained:
-            rows = [(m, t, get_pretrained_cfg(m, t).get("hf_hub_id") or "") for m, t in list_pretrained() if keep(m)]
+            rows = [
+                (m, t, get_pretrained_cfg(m, t).get("hf_hub_id") or "")
+                for m, t in list_pretrained()
+                if keep(m)
+            ]
             if as_json:
-                out.print_json(json.dumps([{"model": m, "pretrained": t, "hf_hub_id": h} for m, t, h in rows]))
+                out.print_json(
+                    json.dumps([{"model": m, "pretrained": t, "hf_hub_id": h} for m, t, h in rows])
+                )
                 return
             table = Table("model", "pretrained", "hf-hub repo", title=f"{len(rows)} pretrained weights")
             for row in rows:
@@ -50,7 +66,9 @@ def register(app: typer.Typer) -> None:
 
     @models.command("show")
     def show(
-        name: str = typer.Argument(..., help="Registry name, hf-hub:ORG/REPO, local-dir:PATH or a .json config."),
+        name: str = typer.Argument(
+            ..., help="Registry name, hf-hub:ORG/REPO, local-dir:PATH or a .json config."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     ) -> None:
         """Config, parameter count, GFLOPs at its image size, and known pretrained tags."""
@@ -69,7 +87,17 @@ def register(app: typer.Typer) -> None:
         stats = model_stats(model)
         tags = {t: get_pretrained_cfg(resolved.name, t) for t in list_pretrained_tags_by_model(resolved.name)}
         if as_json:
-            out.print_json(json.dumps({"name": resolved.name, "class": type(model).__name__, "config": resolved.model_cfg, "stats": asdict(stats), "pretrained": tags}))
+            out.print_json(
+                json.dumps(
+                    {
+                        "name": resolved.name,
+                        "class": type(model).__name__,
+                        "config": resolved.model_cfg,
+                        "stats": asdict(stats),
+                        "pretrained": tags,
+                    }
+                )
+            )
             return
         out.print(f"[bold]{resolved.name}[/bold] ({type(model).__name__})")
         out.print(Syntax(json.dumps(resolved.model_cfg, indent=2), "json", theme="ansi_dark"))
@@ -81,14 +109,30 @@ def register(app: typer.Typer) -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         table.add_row(f"image GFLOPs @ {h}x{w}", fmt(stats.image_gflops))
         table.add_row(f"text GFLOPs @ {stats.context_length} tokens", fmt(stats.text_gflops))
-        total = None if stats.image_gflops is None or stats.text_gflops is None else stats.image_gflops + stats.text_gflops
+        total = (
+            None
+            if stats.image_gflops is None or stats.text_gflops is None
+            else stats.image_gflops + stats.text_gflops
+        )
         table.add_row("total GFLOPs", fmt(total))
         out.print(table)
         if tags:
-            tag_table = Table("pretrained", "hf-hub repo", "mean/std", "resize", "quick_gelu", title="pretrained tags")
+            tag_table = Table(
+                "pretrained", "hf-hub repo", "mean/std", "resize", "quick_gelu", title="pretrained tags"
+            )
             for tag, cfg in tags.items():
-                mean = "openai" if cfg.get("mean") and abs(cfg["mean"][0] - 0.4814) < 1e-3 else str(cfg.get("mean"))
-                tag_table.add_row(tag, cfg.get("hf_hub_id") or "", mean, f"{cfg.get('resize_mode')}/{cfg.get('interpolation')}", str(bool(cfg.get("quick_gelu"))))
+                mean = (
+                    "openai"
+                    if cfg.get("mean") and abs(cfg["mean"][0] - 0.4814) < 1e-3
+                    else str(cfg.get("mean"))
+                )
+                tag_table.add_row(
+                    tag,
+                    cfg.get("hf_hub_id") or "",
+                    mean,
+                    f"{cfg.get('resize_mode')}/{cfg.get('interpolation')}",
+                    str(bool(cfg.get("quick_gelu"))),
+                )
             out.print(tag_table)
         else:
             out.print("no pretrained tags")

@@ -152,7 +152,9 @@ def resolve_model(
     """Resolve a model name (registry name, ``ViT-B/32``, ``hf-hub:org/repo``, ``local-dir:PATH`` or a JSON
     config path) and an optional ``pretrained`` (tag or weights file) into a :class:`ResolvedModel`."""
     if not model_name:
-        raise ClipctlError("no model given: pass a name from `clipctl models list`, hf-hub:ORG/REPO or local-dir:PATH")
+        raise ClipctlError(
+            "no model given: pass a name from `clipctl models list`, hf-hub:ORG/REPO or local-dir:PATH"
+        )
     pretrained = pretrained or None
     notes: list[str] = []
     hub_preprocess: dict[str, Any] = {}
@@ -163,18 +165,24 @@ def resolve_model(
         from clipctl.download import fetch_hub_file
 
         repo_id = model_name[len(HF_HUB_PREFIX) :].strip("/")
-        model_cfg, hub_preprocess = _read_hub_config(fetch_hub_file(repo_id, HUB_CONFIG_NAME, cache_dir=cache_dir))
+        model_cfg, hub_preprocess = _read_hub_config(
+            fetch_hub_file(repo_id, HUB_CONFIG_NAME, cache_dir=cache_dir)
+        )
         name = model_name
         weights = WeightsSource(hf_repo_id=repo_id, hf_filenames=HUB_DEFAULT_WEIGHT_NAMES)
     elif model_name.startswith(LOCAL_DIR_PREFIX):
         folder = Path(model_name[len(LOCAL_DIR_PREFIX) :]).expanduser()
         config_path = folder / HUB_CONFIG_NAME
         if not config_path.is_file():
-            raise ClipctlError(f"{folder} has no {HUB_CONFIG_NAME}: not a model folder (see `clipctl push-to-hub --local-dir`)")
+            raise ClipctlError(
+                f"{folder} has no {HUB_CONFIG_NAME}: not a model folder (see `clipctl push-to-hub --local-dir`)"
+            )
         model_cfg, hub_preprocess = _read_hub_config(config_path)
         name = model_name
         found = [folder / n for n in LOCAL_DIR_WEIGHT_NAMES if (folder / n).is_file()]
-        found += sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth") and p not in found)
+        found += sorted(
+            p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth") and p not in found
+        )
         weights = WeightsSource(path=found[0]) if found else None
     elif model_name.endswith(".json"):
         path = Path(model_name).expanduser()
@@ -189,11 +197,18 @@ def resolve_model(
         model_cfg = get_model_config(name)
         if model_cfg is None:
             raise UnknownNameError(
-                "model", model_name, list_models(), hint="see `clipctl models list`; hf-hub:ORG/REPO, local-dir:PATH and .json paths also work"
+                "model",
+                model_name,
+                list_models(),
+                hint="see `clipctl models list`; hf-hub:ORG/REPO, local-dir:PATH and .json paths also work",
             )
 
     if pretrained is not None:
-        if weights is not None and model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) and not _is_path_like(pretrained):
+        if (
+            weights is not None
+            and model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX))
+            and not _is_path_like(pretrained)
+        ):
             raise ClipctlError(
                 f"pretrained tag {pretrained!r} does not apply to {model_name}: its weights come with it; "
                 "pass a weights file path to override them"
@@ -204,14 +219,22 @@ def resolve_model(
             pretrained_cfg = tag_cfg
             hub_preprocess = tag_cfg
             if tag_cfg.get("hf_hub_id"):
-                filenames = (tag_cfg["hf_hub_filename"],) if tag_cfg.get("hf_hub_filename") else HUB_DEFAULT_WEIGHT_NAMES
+                filenames = (
+                    (tag_cfg["hf_hub_filename"],)
+                    if tag_cfg.get("hf_hub_filename")
+                    else HUB_DEFAULT_WEIGHT_NAMES
+                )
                 weights = WeightsSource(hf_repo_id=tag_cfg["hf_hub_id"], hf_filenames=filenames)
             else:
-                raise ClipctlError(f"pretrained tag {name}:{pretrained} has no Hub copy; download {tag_cfg.get('url')} and pass the file")
+                raise ClipctlError(
+                    f"pretrained tag {name}:{pretrained} has no Hub copy; download {tag_cfg.get('url')} and pass the file"
+                )
             if tag_cfg.get("quick_gelu") and not model_cfg.get("quick_gelu"):
                 # OpenCLIP only warns here and builds GELU, which gives wrong features (issue #771).
                 model_cfg["quick_gelu"] = True
-                notes.append(f"{name}:{pretrained} was trained with QuickGELU; using it (OpenCLIP would use GELU)")
+                notes.append(
+                    f"{name}:{pretrained} was trained with QuickGELU; using it (OpenCLIP would use GELU)"
+                )
         else:
             path = Path(pretrained).expanduser()
             if path.is_file():
@@ -227,7 +250,9 @@ def resolve_model(
                     hint="see `clipctl models show " + name + "`, or pass a weights file path",
                 )
     elif model_name.startswith(LOCAL_DIR_PREFIX) and weights is None:
-        raise ClipctlError(f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...)")
+        raise ClipctlError(
+            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...)"
+        )
 
     if force_quick_gelu:
         model_cfg["quick_gelu"] = True

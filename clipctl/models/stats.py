@@ -31,7 +31,9 @@ def _text_params(model: nn.Module) -> int:
         return _count(text)
     # CLIP keeps its text tower at the top level: everything that is not the image tower or a logit parameter.
     return sum(
-        p.numel() for name, p in model.named_parameters() if not name.startswith(("visual.", "logit_", "text_decoder."))
+        p.numel()
+        for name, p in model.named_parameters()
+        if not name.startswith(("visual.", "logit_", "text_decoder."))
     )
 
 

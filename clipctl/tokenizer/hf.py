@@ -102,6 +102,8 @@ class HFTokenizer:
     def _clips_tokenize(self, texts: list[str], context_length: int) -> torch.Tensor:
         """CLIPS layout: bos, text, eos, padding, and a class token in the last position."""
         tok = self.tokenizer
+        if tok.bos_token_id is None or tok.eos_token_id is None:
+            raise ClipctlError(f"tokenizer_mode 'clips' needs a tokenizer with bos and eos tokens; {self.name} lacks them")
         encoded = tok(texts, add_special_tokens=False, padding=False, truncation=False)["input_ids"]
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         cls_id = tok.cls_token_id if tok.cls_token_id is not None else 101

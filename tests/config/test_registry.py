@@ -1,7 +1,5 @@
 import json
 
-import pytest
-
 from clipctl.config import registry
 from clipctl.config.pretrained import get_pretrained_cfg, list_pretrained, list_pretrained_tags_by_model
 
@@ -44,8 +42,15 @@ def test_add_model_config_file_and_folder(tmp_path):
 
 
 def test_seed_tags_carry_hub_ids_and_their_preprocessing():
-    assert get_pretrained_cfg("convnext_base_w", "laion2b_s13b_b82k")["hf_hub_id"] == "laion/CLIP-convnext_base_w-laion2B-s13B-b82K"
-    assert get_pretrained_cfg("ViT-L-14", "laion2b-s32b-b82k")["mean"] == [0.5, 0.5, 0.5]  # tag names are cleaned
+    assert (
+        get_pretrained_cfg("convnext_base_w", "laion2b_s13b_b82k")["hf_hub_id"]
+        == "laion/CLIP-convnext_base_w-laion2B-s13B-b82K"
+    )
+    assert get_pretrained_cfg("ViT-L-14", "laion2b-s32b-b82k")["mean"] == [
+        0.5,
+        0.5,
+        0.5,
+    ]  # tag names are cleaned
     siglip = get_pretrained_cfg("ViT-SO400M-14-SigLIP", "webli")
     assert siglip["resize_mode"] == "squash" and siglip["std"] == [0.5, 0.5, 0.5]
     assert get_pretrained_cfg("ViT-B-32", "openai")["quick_gelu"] is True

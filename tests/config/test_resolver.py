@@ -56,7 +56,12 @@ def test_json_path_and_forced_overrides(tmp_path):
 
 def test_local_dir_reads_config_preprocess_and_weights(tmp_path):
     (tmp_path / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": TINY_VIT_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3, "resize_mode": "squash"}})
+        json.dumps(
+            {
+                "model_cfg": TINY_VIT_CFG,
+                "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3, "resize_mode": "squash"},
+            }
+        )
     )
     (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"")
     resolved = resolve_model(f"local-dir:{tmp_path}")
@@ -67,7 +72,14 @@ def test_local_dir_reads_config_preprocess_and_weights(tmp_path):
 
 
 def test_hf_hub_config_read_from_the_offline_cache():
-    add_to_hf_cache("org/resolver-test", {"open_clip_config.json": json.dumps({"model_cfg": TINY_VIT_CFG, "preprocess_cfg": {"interpolation": "bilinear"}})})
+    add_to_hf_cache(
+        "org/resolver-test",
+        {
+            "open_clip_config.json": json.dumps(
+                {"model_cfg": TINY_VIT_CFG, "preprocess_cfg": {"interpolation": "bilinear"}}
+            )
+        },
+    )
     resolved = resolve_model("hf-hub:org/resolver-test")
     assert resolved.model_cfg == TINY_VIT_CFG
     assert resolved.preprocess_cfg["interpolation"] == "bilinear"
@@ -78,4 +90,6 @@ def test_hf_hub_repo_not_in_the_offline_cache_says_which_repo_and_file():
     with pytest.raises(ClipctlError) as info:
         resolve_model("hf-hub:org/never-downloaded")
     message = str(info.value)
-    assert "org/never-downloaded" in message and "open_clip_config.json" in message and "pretrained" in message
+    assert (
+        "org/never-downloaded" in message and "open_clip_config.json" in message and "pretrained" in message
+    )
