@@ -81,7 +81,11 @@ PREPROCESS_KEYS = tuple(f.name for f in fields(PreprocessCfg))
 
 def merge_preprocess_dict(base: PreprocessCfg | Mapping[str, Any], overlay: Mapping[str, Any] | None) -> dict:
     """``base`` with the non-None preprocessing keys of ``overlay`` on top; other keys are dropped."""
-    merged = asdict(base) if isinstance(base, PreprocessCfg) else {k: v for k, v in base.items() if k in PREPROCESS_KEYS}
+    merged = (
+        asdict(base)
+        if isinstance(base, PreprocessCfg)
+        else {k: v for k, v in base.items() if k in PREPROCESS_KEYS}
+    )
     for key, value in (overlay or {}).items():
         if key in PREPROCESS_KEYS and value is not None:
             merged[key] = value
@@ -110,21 +114,23 @@ class AugmentationCfg:
         for name in ("re_prob", "color_jitter_prob", "gray_scale_prob"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and 0.0 <= value <= 1.0):
-                raise ClipctlError(f"augmentation setting {name} must be a probability in [0, 1], got {value!r}")
+                raise ClipctlError(
+                    f"augmentation setting {name} must be a probability in [0, 1], got {value!r}"
+                )
         if self.re_count is not None and not (isinstance(self.re_count, int) and self.re_count >= 1):
             raise ClipctlError(f"augmentation setting re_count must be a positive int, got {self.re_count!r}")
         if not isinstance(self.use_timm, bool):
             raise ClipctlError(f"augmentation setting use_timm must be True or False, got {self.use_timm!r}")
         if self.color_jitter_prob is not None and self.color_jitter is None:
-            raise ClipctlError("augmentation setting color_jitter_prob needs color_jitter (the jitter strengths)")
+            raise ClipctlError(
+                "augmentation setting color_jitter_prob needs color_jitter (the jitter strengths)"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AugmentationCfg:
         unknown = [k for k in values if k not in AUG_KEYS]
         if unknown:
-            raise ClipctlError(
-                f"unknown augmentation setting {unknown[0]!r}; known: {', '.join(AUG_KEYS)}"
-            )
+            raise ClipctlError(f"unknown augmentation setting {unknown[0]!r}; known: {', '.join(AUG_KEYS)}")
         return cls(**values)
 
 
@@ -137,7 +143,9 @@ def _is_number(value: Any) -> bool:
 
 def _check_range(name: str, value: Any) -> tuple[float, float]:
     if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)):
-        raise ClipctlError(f"augmentation setting {name} must be a pair of numbers like (0.9, 1.0), got {value!r}")
+        raise ClipctlError(
+            f"augmentation setting {name} must be a pair of numbers like (0.9, 1.0), got {value!r}"
+        )
     low, high = float(value[0]), float(value[1])
     if not 0 < low <= high:
         raise ClipctlError(f"augmentation setting {name} must satisfy 0 < low <= high, got {value!r}")
@@ -162,7 +170,9 @@ def parse_aug_cfg(items: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ClipctlError(f"malformed augmentation setting {item!r}; expected key=value, e.g. scale='(0.5, 1.0)'")
+            raise ClipctlError(
+                f"malformed augmentation setting {item!r}; expected key=value, e.g. scale='(0.5, 1.0)'"
+            )
         if key not in AUG_KEYS:
             raise ClipctlError(f"unknown augmentation setting {key!r}; known: {', '.join(AUG_KEYS)}")
         try:
@@ -192,7 +202,9 @@ class ResizeKeepRatio:
 
     def __repr__(self) -> str:
         edge = "longest" if self.longest else "shortest"
-        return f"{type(self).__name__}(size={self.size}, {edge} edge, interpolation={self.interpolation.value})"
+        return (
+            f"{type(self).__name__}(size={self.size}, {edge} edge, interpolation={self.interpolation.value})"
+        )
 
 
 class CenterCropOrPad(torch.nn.Module):
@@ -272,8 +284,9 @@ def image_transform(
     aug_cfg: Mapping[str, Any] | AugmentationCfg | None = None,
 ) -> Callable[[Any], torch.Tensor]:
     """The training or evaluation transform for images of ``image_size`` (int or (height, width))."""
-    mean = _as_three(mean or OPENAI_DATASET_MEAN)
-    std = _as_three(std or OPENAI_DATASET_STD)
+    # "is None", not "or": a scalar mean of 0.0 is a real setting, not a request for the default.
+    mean = _as_three(OPENAI_DATASET_MEAN if mean is None else mean)
+    std = _as_three(OPENAI_DATASET_STD if std is None else std)
     interpolation = interpolation or "bicubic"
     _check_choice("interpolation", interpolation, INTERPOLATIONS)
     resize_mode = resize_mode or "shortest"
@@ -343,7 +356,9 @@ def _train_transform(
     crop_kwargs = {"ratio": aug.ratio} if aug.ratio is not None else {}
     # Training crops are always bicubic, as in the OpenCLIP runs the recipes reproduce.
     steps: list[Callable] = [
-        RandomResizedCrop(image_size, scale=aug.scale, interpolation=InterpolationMode.BICUBIC, **crop_kwargs),
+        RandomResizedCrop(
+            image_size, scale=aug.scale, interpolation=InterpolationMode.BICUBIC, **crop_kwargs
+        ),
         ConvertMode("RGB"),
     ]
     if aug.color_jitter is not None:

@@ -24,7 +24,9 @@ def _image(width: int, height: int, mode: str, seed: int) -> Image.Image:
     # Smooth gradients plus noise, so resampling differences would show in every pixel.
     ys = torch.linspace(0, 1, height)[:, None, None]
     xs = torch.linspace(0, 1, width)[None, :, None]
-    base = torch.cat([ys.expand(height, width, 1), xs.expand(height, width, 1), (ys * xs).expand(height, width, 1)], 2)
+    base = torch.cat(
+        [ys.expand(height, width, 1), xs.expand(height, width, 1), (ys * xs).expand(height, width, 1)], 2
+    )
     pixels = (base * 200 + torch.rand(height, width, 3, generator=gen) * 55).to(torch.uint8).numpy()
     img = Image.fromarray(pixels, "RGB")
     if mode == "RGBA":
@@ -39,7 +41,14 @@ def _image(width: int, height: int, mode: str, seed: int) -> Image.Image:
 IMAGES = [
     _image(w, h, mode, seed=i)
     for i, ((w, h), mode) in enumerate(
-        [((57, 41), "RGB"), ((41, 90), "L"), ((64, 64), "RGBA"), ((120, 30), "P"), ((20, 26), "RGB"), ((33, 33), "P")]
+        [
+            ((57, 41), "RGB"),
+            ((41, 90), "L"),
+            ((64, 64), "RGBA"),
+            ((120, 30), "P"),
+            ((20, 26), "RGB"),
+            ((33, 33), "P"),
+        ]
     )
 ]
 
@@ -75,7 +84,10 @@ def test_default_eval_transform_matches_openclip_at_224():
 )
 def test_eval_transform_v2_matches_openclip(cfg):
     ref_cfg = oc_transform.PreprocessCfg(**merge_preprocess_dict(cfg, {}))
-    ours, ref = image_transform_v2(cfg, is_train=False), oc_transform.image_transform_v2(ref_cfg, is_train=False)
+    ours, ref = (
+        image_transform_v2(cfg, is_train=False),
+        oc_transform.image_transform_v2(ref_cfg, is_train=False),
+    )
     for img in IMAGES:
         assert torch.equal(ours(img), ref(img))
 
@@ -107,8 +119,16 @@ def test_merge_preprocess_dict_keeps_only_known_non_none_keys():
 
 
 def test_parse_aug_cfg_reads_literals_and_strings():
-    parsed = parse_aug_cfg(["scale=(0.5, 1.0)", "use_timm=True", "re_prob=0.4", "color_jitter=0.2", "re_count = 2"])
-    assert parsed == {"scale": (0.5, 1.0), "use_timm": True, "re_prob": 0.4, "color_jitter": 0.2, "re_count": 2}
+    parsed = parse_aug_cfg(
+        ["scale=(0.5, 1.0)", "use_timm=True", "re_prob=0.4", "color_jitter=0.2", "re_count = 2"]
+    )
+    assert parsed == {
+        "scale": (0.5, 1.0),
+        "use_timm": True,
+        "re_prob": 0.4,
+        "color_jitter": 0.2,
+        "re_count": 2,
+    }
 
 
 def test_parse_aug_cfg_rejects_unknown_key_naming_known_keys():
@@ -118,7 +138,9 @@ def test_parse_aug_cfg_rejects_unknown_key_naming_known_keys():
         image_transform(32, is_train=True, aug_cfg={"auto_augment": "rand-m9"})
 
 
-@pytest.mark.parametrize("item", ["scale", "=1", "scale=(2, 1)", "re_prob=1.5", "use_timm=maybe", "ratio=abc"])
+@pytest.mark.parametrize(
+    "item", ["scale", "=1", "scale=(2, 1)", "re_prob=1.5", "use_timm=maybe", "ratio=abc"]
+)
 def test_parse_aug_cfg_rejects_malformed_items(item):
     with pytest.raises(ClipctlError):
         parse_aug_cfg([item])

@@ -23,13 +23,16 @@ def main(argv: list[str] | None = None) -> int:
         print("clipctl: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - last line of defence against tracebacks
-        import click
-
-        if isinstance(err, click.exceptions.Abort):
+        if type(err).__name__ == "Abort":
             print("clipctl: aborted", file=sys.stderr)
             return 130
-        if isinstance(err, click.ClickException):
-            err.show()
+        if hasattr(err, "format_message") and hasattr(err, "exit_code"):
+            # typer/click usage errors (typer vendors its own click, so match by shape, not by class)
+            message = err.format_message()
+            if message:
+                ctx = getattr(err, "ctx", None)
+                hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                print(f"clipctl: error: {message}{hint}", file=sys.stderr)
             return err.exit_code
         if os.environ.get("CLIPCTL_DEBUG"):
             raise

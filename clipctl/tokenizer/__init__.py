@@ -50,7 +50,9 @@ def build_tokenizer(
     hf_name = tokenizer_source or text_cfg.get("hf_tokenizer_name")
     if hf_name:
         tokenizer_kwargs.setdefault("tokenizer_mode", text_cfg.get("tokenizer_mode"))
-        return HFTokenizer(str(hf_name), context_length=context_length, cache_dir=cache_dir, **tokenizer_kwargs)
+        return HFTokenizer(
+            str(hf_name), context_length=context_length, cache_dir=cache_dir, **tokenizer_kwargs
+        )
     return SimpleTokenizer(context_length=context_length, **tokenizer_kwargs)
 
 

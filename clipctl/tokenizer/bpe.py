@@ -27,7 +27,11 @@ _CACHE_LIMIT = 200_000
 @lru_cache
 def byte_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable characters, so BPE never sees whitespace or controls."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     mapping = {b: chr(b) for b in printable}
     extra = 0
     for b in range(256):
@@ -96,7 +100,7 @@ class SimpleTokenizer:
         ranks = self.bpe_ranks
         while len(symbols) > 1:
             best_rank, best = None, None
-            for pair in zip(symbols, symbols[1:]):
+            for pair in zip(symbols, symbols[1:], strict=False):
                 rank = ranks.get(pair)
                 if rank is not None and (best_rank is None or rank < best_rank):
                     best_rank, best = rank, pair
@@ -140,7 +144,9 @@ class SimpleTokenizer:
         for token in tokens:
             piece = self.decoder.get(int(token))
             if piece is None:
-                raise ClipctlError(f"token id {int(token)} is outside the vocabulary (size {self.vocab_size})")
+                raise ClipctlError(
+                    f"token id {int(token)} is outside the vocabulary (size {self.vocab_size})"
+                )
             pieces.append(piece)
         data = bytearray(self.byte_decoder[c] for c in "".join(pieces) if c in self.byte_decoder)
         return data.decode("utf-8", errors="replace").replace("</w>", " ")

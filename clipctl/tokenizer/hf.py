@@ -19,7 +19,9 @@ _TRUE = ("1", "true", "yes", "on")
 
 
 def hf_downloads_disabled() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def load_hf_tokenizer(name: str, cache_dir: str | None = None, **kwargs: Any) -> Any:
@@ -103,7 +105,9 @@ class HFTokenizer:
         """CLIPS layout: bos, text, eos, padding, and a class token in the last position."""
         tok = self.tokenizer
         if tok.bos_token_id is None or tok.eos_token_id is None:
-            raise ClipctlError(f"tokenizer_mode 'clips' needs a tokenizer with bos and eos tokens; {self.name} lacks them")
+            raise ClipctlError(
+                f"tokenizer_mode 'clips' needs a tokenizer with bos and eos tokens; {self.name} lacks them"
+            )
         encoded = tok(texts, add_special_tokens=False, padding=False, truncation=False)["input_ids"]
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         cls_id = tok.cls_token_id if tok.cls_token_id is not None else 101

@@ -8,7 +8,22 @@ from clipctl.tokenizer import HFTokenizer, SimpleTokenizer, build_tokenizer
 
 pytest.importorskip("transformers")
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "the", "cat", "dog", ".", "big", "!"]
+WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "a",
+    "photo",
+    "of",
+    "the",
+    "cat",
+    "dog",
+    ".",
+    "big",
+    "!",
+]
 
 
 @pytest.fixture
@@ -56,13 +71,18 @@ def test_matches_openclip_hf_tokenizer(bert_dir):
 
 
 def test_not_cached_and_offline_names_the_repo(offline_empty_cache):
-    with pytest.raises(ClipctlError, match="tokenizer nobody/no-such-tokenizer is not in the local Hugging Face cache"):
+    with pytest.raises(
+        ClipctlError, match="tokenizer nobody/no-such-tokenizer is not in the local Hugging Face cache"
+    ):
         build_tokenizer({"hf_tokenizer_name": "nobody/no-such-tokenizer"})
 
 
 def test_build_tokenizer_picks_hf_and_merges_kwargs(bert_dir):
-    text_cfg = {"hf_tokenizer_name": "ignored/when-source-given", "context_length": 9,
-                "tokenizer_kwargs": {"clean": "canonicalize"}}
+    text_cfg = {
+        "hf_tokenizer_name": "ignored/when-source-given",
+        "context_length": 9,
+        "tokenizer_kwargs": {"clean": "canonicalize"},
+    }
     tok = build_tokenizer(text_cfg, tokenizer_source=bert_dir, strip_sep_token=True)
     assert isinstance(tok, HFTokenizer) and tok.context_length == 9 and tok.strip_sep_token
     assert tok("The_cat!").tolist() == [[2, 8, 9, 0, 0, 0, 0, 0, 0]]

@@ -121,7 +121,10 @@ def test_bad_clean_mode_and_context_length_are_clear_errors():
 
 def test_word_cache_gives_identical_results_when_warm():
     tok = SimpleTokenizer()
-    texts = [f"a photo of a {w} number {i}" for i, w in zip(range(200), ["dog", "cat", "tree", "bus"] * 50)]
+    texts = [
+        f"a photo of a {w} number {i}"
+        for i, w in zip(range(200), ["dog", "cat", "tree", "bus"] * 50, strict=True)
+    ]
     cold = tok(texts)
     assert len(tok._cache) > 4
     assert torch.equal(cold, tok(texts))
