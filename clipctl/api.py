@@ -9,13 +9,14 @@ reads JSON or knows about towers.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from clipctl.checkpoint import load_checkpoint
-from clipctl.config.resolver import ResolvedModel, merge_preprocess, resolve_model
+from clipctl.config.resolver import LOCAL_DIR_PREFIX, ResolvedModel, merge_preprocess, resolve_model
 from clipctl.errors import ClipctlError
 
 logger = logging.getLogger("clipctl")
@@ -139,9 +140,9 @@ def _preprocess_overrides(image_mean, image_std, image_interpolation, image_resi
 
 
 def _transforms_for(model: nn.Module, aug_cfg: Any = None):
-    from clipctl.transforms import PreprocessCfg, image_transform_v2
+    from clipctl.transforms import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
-    cfg = PreprocessCfg(**model.visual.preprocess_cfg)
+    cfg = PreprocessCfg(**merge_preprocess_dict(PreprocessCfg(), model.visual.preprocess_cfg))
     return image_transform_v2(cfg, is_train=True, aug_cfg=aug_cfg), image_transform_v2(cfg, is_train=False)
 
 
@@ -203,4 +204,11 @@ def get_tokenizer(
     if not model_name:
         return SimpleTokenizer(context_length=context_length or 77, **kwargs)
     resolved = resolve_model(model_name, cache_dir=cache_dir)
-    return build_tokenizer(resolved.model_cfg.get("text_cfg", {}), context_length=context_length, **kwargs)
+    text_cfg = resolved.model_cfg.get("text_cfg", {})
+    source = None
+    if resolved.name.startswith(LOCAL_DIR_PREFIX) and text_cfg.get("hf_tokenizer_name"):
+        folder = Path(resolved.name[len(LOCAL_DIR_PREFIX) :])
+        # push-to-hub saves the HF tokenizer beside the weights; prefer it to a Hub lookup.
+        if (folder / "tokenizer_config.json").is_file():
+            source = folder
+    return build_tokenizer(text_cfg, context_length=context_length, tokenizer_source=source, cache_dir=cache_dir, **kwargs)

@@ -27,8 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipctl.data.shardlist import SIZES_FILE
+
 SHARD_ID_DIGITS = 5  # img2dataset's default oom_shard_count
-SIZES_FILENAME = "sizes.json"
 # Fixed tar metadata so that the same input gives byte-identical shards (webdataset's TarWriter defaults,
 # except the time stamp, which it takes from the clock).
 TAR_MTIME = 946684800  # 2000-01-01T00:00:00Z
@@ -275,6 +276,6 @@ def sizes_from_stats(out_dir: str | os.PathLike) -> dict[str, int]:
 
 def write_sizes(out_dir: str | os.PathLike, sizes: dict[str, int]) -> Path:
     """Write ``sizes.json`` (sorted by shard name) atomically; returns its path."""
-    path = Path(out_dir) / SIZES_FILENAME
+    path = Path(out_dir) / SIZES_FILE
     write_json_atomic(path, dict(sorted(sizes.items())), indent=2)
     return path

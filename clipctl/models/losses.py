@@ -311,6 +311,9 @@ class SigLipLoss(nn.Module):
         output_dict: bool = False,
         **unused: Any,
     ) -> Tensor | dict[str, Tensor]:
+        if self.world_size > 1 and self.dist_impl == "reduce":
+            loss = self._reduce_loss(image_features, text_features, logit_scale, logit_bias)
+            return {"contrastive_loss": loss} if output_dict else loss
         loss = self._block_loss(image_features, text_features, logit_scale, logit_bias)
         if self.world_size > 1:
             for remote_texts in self._remote_text_blocks(text_features):
@@ -318,6 +321,26 @@ class SigLipLoss(nn.Module):
                     image_features, remote_texts, logit_scale, logit_bias, negative_only=True
                 )
         return {"contrastive_loss": loss} if output_dict else loss
+
+    def _reduce_loss(
+        self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, logit_bias: Tensor | None
+    ) -> Tensor:
+        from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
+
+        loss = image_features.new_zeros(())
+        for owner in range(self.world_size):
+            if owner == self.rank:
+                contribution = text_features
+            else:
+                # a zero that still requires grad, so this rank takes part in the backward all-reduce too
+                contribution = torch.zeros_like(text_features).requires_grad_(text_features.requires_grad)
+            # the owner also uses the reduced copy (numerically its own block) so that every rank runs every
+            # backward all-reduce, in the same order
+            block = all_reduce_with_grad(contribution)
+            loss = loss + self._block_loss(
+                image_features, block, logit_scale, logit_bias, negative_only=owner != self.rank
+            )
+        return loss
 
     def _remote_text_blocks(self, text_features: Tensor) -> list[Tensor]:
         rank, world = self.rank, self.world_size
@@ -327,16 +350,6 @@ class SigLipLoss(nn.Module):
 
             blocks = all_gather_with_grad(text_features)
             return [b for i, b in enumerate(blocks) if i != rank]
-        if self.dist_impl == "reduce":
-            from torch.distributed.nn.functional import all_reduce as all_reduce_with_grad
-
-            blocks = []
-            for owner in range(world):
-                contribution = text_features if owner == rank else torch.zeros_like(text_features)
-                summed = all_reduce_with_grad(contribution)
-                if owner != rank:
-                    blocks.append(summed)
-            return blocks
         if self.dist_impl == "shift":
             blocks, current = [], text_features
             for _ in range(world - 1):

@@ -1,0 +1,886 @@
+"""UniRepLKNet image trunks (Ding et al., "UniRepLKNet: A Universal Perception Large-Kernel ConvNet", CVPR 2024).
+
+Written from the paper and the structure of the official model definition (AILab-CVC/UniRepLKNet, Apache-2.0),
+so that the official checkpoints load unchanged: every module, attribute name and parameter shape below exists
+because the released state dicts use it (``stages.{s}.{b}.dwconv.lk_origin.weight``, ``dil_conv_k{k}_{r}``,
+``pwconv1.1``, ``act.1.gamma``, ``pwconv2.2`` ...).
+
+A block is ``x + drop_path(gamma * pwconv2(GRN(GELU(pwconv1(SE(BN(dwconv(x))))))))``, where ``dwconv`` is either
+a small depthwise conv or a *dilated re-parameterisation block*: one large depthwise kernel plus parallel dilated
+small kernels, each followed by BatchNorm. For inference every BatchNorm, the dilated branches and the layer
+scale fold into one large-kernel conv and one biased Linear per block (``reparameterize()``); ``deploy=True``
+builds that structure directly.
+
+Importing this module registers ``unireplknet_{a,f,p,n,t,s,b,l,xl}`` with timm, so ``timm.create_model`` and the
+CLIP timm-trunk tower build them by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, LayerNorm2d, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from clipctl.errors import CheckpointError
+
+logger = logging.getLogger("clipctl")
+
+__all__ = [
+    "UniRepLKNet",
+    "UniRepLKNetBlock",
+    "DilatedReparamBlock",
+    "reparameterize_model",
+    "adapt_state_dict",
+    "convert_unireplknet_clip_state_dict",
+    "checkpoint_filter_fn",
+    "reparameterize_state_dict",
+    "load_trunk_state_dict",
+]
+
+# Branches of the dilated re-parameterisation block per large kernel size K: (small kernel sizes, dilations).
+# Each branch covers r*(k-1)+1 pixels, never more than K, so it merges into the K x K kernel.
+_DILATED_BRANCHES: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    17: ((5, 9, 3, 3, 3), (1, 2, 4, 5, 7)),
+    15: ((5, 7, 3, 3, 3), (1, 2, 3, 5, 7)),
+    13: ((5, 7, 3, 3, 3), (1, 2, 3, 4, 5)),
+    11: ((5, 5, 3, 3, 3), (1, 2, 3, 4, 5)),
+    9: ((5, 5, 3, 3), (1, 2, 3, 4)),
+    7: ((5, 3, 3), (1, 2, 3)),
+    5: ((3, 3), (1, 2)),
+}
+
+
+# --- re-parameterisation arithmetic (shared by the modules and the state-dict converter) ------------------------
+
+
+def fuse_conv_bn(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    bn_weight: torch.Tensor,
+    bn_bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of one conv equal to ``BN(conv(x))`` with BN in eval mode."""
+    scale = bn_weight / torch.sqrt(running_var + eps)
+    bias = torch.zeros_like(running_mean) if bias is None else bias
+    return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), bn_bias + (bias - running_mean) * scale
+
+
+def dilate_kernel(weight: torch.Tensor, dilation: int) -> torch.Tensor:
+    """The dense kernel a dilated conv applies: ``dilation - 1`` zeros between taps."""
+    if dilation == 1:
+        return weight
+    out_ch, in_ch, kh, kw = weight.shape
+    dense = weight.new_zeros(out_ch, in_ch, dilation * (kh - 1) + 1, dilation * (kw - 1) + 1)
+    dense[:, :, ::dilation, ::dilation] = weight
+    return dense
+
+
+def pad_kernel_to(weight: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad an odd, centred kernel to ``size x size``; with 'same' padding the conv's output is unchanged."""
+    pad = (size - weight.shape[-1]) // 2
+    return F.pad(weight, [pad, pad, pad, pad]) if pad else weight
+
+
+def _bn_tensors(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, ...]:
+    return bn.weight, bn.bias, bn.running_mean, bn.running_var
+
+
+# --- building blocks ---------------------------------------------------------------------------------------------
+
+
+class NCHWtoNHWC(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class NHWCtoNCHW(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+class GRNwithNHWC(nn.Module):
+    """Global response normalisation (ConvNeXt V2) on channels-last input.
+
+    ``gamma``/``beta`` keep the official (1, 1, 1, C) shapes; the bias disappears after re-parameterisation
+    because the following Linear absorbs it.
+    """
+
+    def __init__(self, dim: int, use_bias: bool = True):
+        super().__init__()
+        self.use_bias = use_bias
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        if use_bias:
+            self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
+        nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        if self.use_bias:
+            return (self.gamma * nx + 1) * x + self.beta
+        return (self.gamma * nx + 1) * x
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation with 1x1 convs (``down``/``up``), ReLU and a sigmoid gate."""
+
+    def __init__(self, channels: int, internal_channels: int):
+        super().__init__()
+        self.down = nn.Conv2d(channels, internal_channels, kernel_size=1, bias=True)
+        self.up = nn.Conv2d(internal_channels, channels, kernel_size=1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = torch.sigmoid(self.up(F.relu(self.down(s))))
+        return x * s
+
+
+def _depthwise_conv(channels: int, kernel_size: int, dilation: int = 1, bias: bool = False) -> nn.Conv2d:
+    padding = (dilation * (kernel_size - 1) + 1) // 2
+    return nn.Conv2d(
+        channels, channels, kernel_size, padding=padding, dilation=dilation, groups=channels, bias=bias
+    )
+
+
+class DilatedReparamBlock(nn.Module):
+    """Large depthwise kernel plus parallel dilated small kernels, each with its own BatchNorm.
+
+    The dilated branches give the large kernel a learned sparse pattern during training at little cost; after
+    training they are exactly a K x K kernel, so ``reparameterize()`` merges everything into ``lk_origin``.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, deploy: bool = False):
+        super().__init__()
+        if kernel_size not in _DILATED_BRANCHES:
+            raise ValueError(
+                f"DilatedReparamBlock supports kernel sizes {sorted(_DILATED_BRANCHES)}, got {kernel_size}"
+            )
+        self.kernel_size = kernel_size
+        self.kernel_sizes, self.dilations = _DILATED_BRANCHES[kernel_size]
+        self.lk_origin = _depthwise_conv(channels, kernel_size, bias=deploy)
+        self.deploy = deploy
+        if not deploy:
+            self.origin_bn = nn.BatchNorm2d(channels)
+            # Attribute names are the official checkpoint keys, hence setattr rather than a ModuleDict.
+            for k, r in zip(self.kernel_sizes, self.dilations, strict=True):
+                setattr(self, f"dil_conv_k{k}_{r}", _depthwise_conv(channels, k, dilation=r))
+                setattr(self, f"dil_bn_k{k}_{r}", nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            return self.lk_origin(x)
+        out = self.origin_bn(self.lk_origin(x))
+        for k, r in zip(self.kernel_sizes, self.dilations, strict=True):
+            out = out + getattr(self, f"dil_bn_k{k}_{r}")(getattr(self, f"dil_conv_k{k}_{r}")(x))
+        return out
+
+    def merged_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The K x K weight and bias equal to this block in eval mode."""
+        weight, bias = fuse_conv_bn(
+            self.lk_origin.weight, None, *_bn_tensors(self.origin_bn), eps=self.origin_bn.eps
+        )
+        for k, r in zip(self.kernel_sizes, self.dilations, strict=True):
+            conv, bn = getattr(self, f"dil_conv_k{k}_{r}"), getattr(self, f"dil_bn_k{k}_{r}")
+            branch_w, branch_b = fuse_conv_bn(conv.weight, None, *_bn_tensors(bn), eps=bn.eps)
+            weight = weight + pad_kernel_to(dilate_kernel(branch_w, r), self.kernel_size)
+            bias = bias + branch_b
+        return weight, bias
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Merge BatchNorms and dilated branches into ``lk_origin`` (idempotent)."""
+        if self.deploy:
+            return
+        weight, bias = self.merged_kernel()
+        merged = _depthwise_conv(weight.shape[0], self.kernel_size, bias=True).to(weight)
+        merged.weight.copy_(weight)
+        merged.bias.copy_(bias)
+        self.lk_origin = merged
+        del self.origin_bn
+        for k, r in zip(self.kernel_sizes, self.dilations, strict=True):
+            delattr(self, f"dil_conv_k{k}_{r}")
+            delattr(self, f"dil_bn_k{k}_{r}")
+        self.deploy = True
+
+
+class UniRepLKNetBlock(nn.Module):
+    """One block: depthwise (large) kernel, BN, SE, then an inverted-bottleneck FFN with GRN and layer scale."""
+
+    def __init__(
+        self,
+        dim: int,
+        kernel_size: int,
+        drop_path: float = 0.0,
+        layer_scale_init_value: float = 1e-6,
+        deploy: bool = False,
+        ffn_factor: int = 4,
+    ):
+        super().__init__()
+        self.deploy = deploy
+        self.grad_checkpointing = False
+        if kernel_size == 0:
+            self.dwconv = nn.Identity()
+        elif kernel_size >= 7:
+            self.dwconv = DilatedReparamBlock(dim, kernel_size, deploy=deploy)
+        elif kernel_size in (3, 5):
+            self.dwconv = _depthwise_conv(dim, kernel_size, bias=deploy)
+        else:
+            raise ValueError(f"UniRepLKNet block kernel size must be 0, 3, 5 or >= 7, got {kernel_size}")
+        self.norm = nn.Identity() if deploy or kernel_size == 0 else nn.BatchNorm2d(dim)
+        self.se = SEBlock(dim, dim // 4)
+        hidden = ffn_factor * dim
+        self.pwconv1 = nn.Sequential(NCHWtoNHWC(), nn.Linear(dim, hidden))
+        self.act = nn.Sequential(nn.GELU(), GRNwithNHWC(hidden, use_bias=not deploy))
+        if deploy:
+            self.pwconv2 = nn.Sequential(nn.Linear(hidden, dim, bias=True), NHWCtoNCHW())
+        else:
+            self.pwconv2 = nn.Sequential(
+                nn.Linear(hidden, dim, bias=False), NHWCtoNCHW(), nn.BatchNorm2d(dim)
+            )
+        if not deploy and layer_scale_init_value is not None and layer_scale_init_value > 0:
+            self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim))
+        else:
+            self.register_parameter("gamma", None)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.se(self.norm(self.dwconv(x)))
+        y = self.pwconv2(self.act(self.pwconv1(y)))
+        if self.gamma is not None:
+            y = y * self.gamma.view(1, -1, 1, 1)
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and x.requires_grad and not torch.jit.is_scripting():
+            y = checkpoint(self.residual, x, use_reentrant=False)
+        else:
+            y = self.residual(x)
+        return x + self.drop_path(y)
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold every BatchNorm, the dilated branches, the GRN bias and the layer scale (idempotent)."""
+        if self.deploy:
+            return
+        # 1. dwconv (+ its branches) and the BN after it become one biased depthwise conv.
+        if isinstance(self.dwconv, DilatedReparamBlock):
+            self.dwconv.reparameterize()
+            if isinstance(self.norm, nn.BatchNorm2d):
+                conv = self.dwconv.lk_origin
+                w, b = fuse_conv_bn(conv.weight, conv.bias, *_bn_tensors(self.norm), eps=self.norm.eps)
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
+        elif isinstance(self.dwconv, nn.Conv2d):
+            old = self.dwconv
+            w, b = fuse_conv_bn(old.weight, old.bias, *_bn_tensors(self.norm), eps=self.norm.eps)
+            self.dwconv = _depthwise_conv(old.in_channels, old.kernel_size[0], bias=True).to(w)
+            self.dwconv.weight.copy_(w)
+            self.dwconv.bias.copy_(b)
+        self.norm = nn.Identity()
+
+        # 2. GRN bias, pwconv2's BN and the layer scale are affine maps around one Linear: fold them into it.
+        grn = self.act[1]
+        linear, bn = self.pwconv2[0], self.pwconv2[2]
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        layer_scale = self.gamma if self.gamma is not None else torch.ones_like(scale)
+        grn_shift = linear.weight @ grn.beta.reshape(-1)
+        weight = linear.weight * (scale * layer_scale)[:, None]
+        bias = (bn.bias + (grn_shift - bn.running_mean) * scale) * layer_scale
+        fused = nn.Linear(linear.in_features, linear.out_features, bias=True).to(weight)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+        self.pwconv2 = nn.Sequential(fused, NHWCtoNCHW())
+        del grn.beta
+        grn.use_bias = False
+        self.gamma = None
+        self.deploy = True
+
+
+class UniRepLKNetStage(nn.Sequential):
+    """The blocks of one stage. A plain ``Sequential`` so block keys stay ``stages.{s}.{b}.*``."""
+
+    def __init__(self, blocks: Sequence[nn.Module]):
+        super().__init__(*blocks)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for block in self:
+            block.grad_checkpointing = enable
+
+
+# --- the model ---------------------------------------------------------------------------------------------------
+
+_KERNELS_2262 = ((3, 3), (13, 13), (13,) * 6, (13, 13))
+_KERNELS_2282 = ((3, 3), (13, 13), (13,) * 8, (13, 13))
+_KERNELS_33183 = ((3, 3, 3), (13, 13, 13), (13, 3) * 9, (13, 13, 13))
+_KERNELS_33273 = ((3, 3, 3), (13, 13, 13), (13, 3, 3) * 9, (13, 13, 13))
+_DEFAULT_KERNELS = {
+    (2, 2, 6, 2): _KERNELS_2262,
+    (2, 2, 8, 2): _KERNELS_2282,
+    (3, 3, 18, 3): _KERNELS_33183,
+    (3, 3, 27, 3): _KERNELS_33273,
+}
+
+
+class UniRepLKNet(nn.Module):
+    """UniRepLKNet classifier / feature trunk with timm's model interface.
+
+    The head is ``head(norm(mean_hw(x)))``: global average pool, LayerNorm, Linear. ``num_classes=0`` replaces
+    the Linear with Identity (pooled, normed features), ``global_pool=''`` keeps the spatial map (normed per
+    position).
+    """
+
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        depths: Sequence[int] = (3, 3, 27, 3),
+        dims: Sequence[int] = (96, 192, 384, 768),
+        kernel_sizes: Sequence[Sequence[int]] | None = None,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        layer_scale_init_value: float = 1e-6,
+        head_init_scale: float = 1.0,
+        deploy: bool = False,
+        ffn_factor: int = 4,
+        **kwargs,
+    ):
+        super().__init__()
+        depths, dims = tuple(depths), tuple(dims)
+        if len(depths) != 4 or len(dims) != 4:
+            raise ValueError(f"UniRepLKNet needs 4 stages, got depths={depths} dims={dims}")
+        if kernel_sizes is None:
+            if depths not in _DEFAULT_KERNELS:
+                raise ValueError(f"no default kernel sizes for depths {depths}; pass kernel_sizes explicitly")
+            kernel_sizes = _DEFAULT_KERNELS[depths]
+        kernel_sizes = tuple(tuple(k) for k in kernel_sizes)
+        if tuple(len(k) for k in kernel_sizes) != depths:
+            raise ValueError(f"kernel_sizes {kernel_sizes} do not match depths {depths}")
+        if global_pool not in ("avg", ""):
+            raise ValueError(f"UniRepLKNet supports global_pool 'avg' or '', got {global_pool!r}")
+        kwargs.pop("pretrained_cfg", None)
+        kwargs.pop("pretrained_cfg_overlay", None)
+        if kwargs:
+            raise TypeError(f"UniRepLKNet got unexpected arguments: {', '.join(sorted(kwargs))}")
+
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.drop_rate = drop_rate
+        self.depths, self.dims, self.kernel_sizes = depths, dims, kernel_sizes
+        self.deploy = deploy
+        self.grad_checkpointing = False
+
+        self.downsample_layers = nn.ModuleList()
+        self.downsample_layers.append(
+            nn.Sequential(
+                nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(dims[0] // 2, eps=1e-6),
+                nn.GELU(),
+                nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(dims[0], eps=1e-6),
+            )
+        )
+        for i in range(3):
+            self.downsample_layers.append(
+                nn.Sequential(
+                    nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
+                    LayerNorm2d(dims[i + 1], eps=1e-6),
+                )
+            )
+
+        total = sum(depths)
+        # Same values as torch.linspace, computed in Python so models can be built on the meta device.
+        rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
+        self.stages = nn.ModuleList()
+        self.feature_info = []
+        block_index = 0
+        for i in range(4):
+            blocks = [
+                UniRepLKNetBlock(
+                    dims[i],
+                    kernel_sizes[i][j],
+                    drop_path=rates[block_index + j],
+                    layer_scale_init_value=layer_scale_init_value,
+                    deploy=deploy,
+                    ffn_factor=ffn_factor,
+                )
+                for j in range(depths[i])
+            ]
+            self.stages.append(UniRepLKNetStage(blocks))
+            block_index += depths[i]
+            self.feature_info.append(dict(num_chs=dims[i], reduction=2 ** (i + 2), module=f"stages.{i}"))
+
+        self.num_features = self.head_hidden_size = dims[-1]
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+
+        self.apply(self._init_weights)
+        if isinstance(self.head, nn.Linear):
+            with torch.no_grad():
+                self.head.weight.mul_(head_init_scale)
+                self.head.bias.mul_(head_init_scale)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # timm interface ---------------------------------------------------------------------------------------------
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r"^downsample_layers\.0\.",
+            blocks=r"^(?:downsample_layers|stages)\.(\d+)"
+            if coarse
+            else [
+                (r"^downsample_layers\.(\d+)\.", (0,)),
+                (r"^stages\.(\d+)\.(\d+)\.", None),
+                (r"^norm\.", (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return set()
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for stage in self.stages:
+            stage.set_grad_checkpointing(enable)
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"UniRepLKNet supports global_pool 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(self.head, nn.Linear):
+            self._init_weights(self.head)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        for downsample, stage in zip(self.downsample_layers, self.stages, strict=True):
+            x = stage(downsample(x))
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = self.norm(x.mean(dim=(-2, -1)))
+        else:
+            x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage outputs (strides 4, 8, 16, 32) as timm's ``forward_intermediates``; ``norm`` is not supported
+        because the official model has no per-stage norms outside its OpenMMLab feature mode."""
+        if output_fmt != "NCHW":
+            raise ValueError("UniRepLKNet intermediates are NCHW only")
+        if norm:
+            raise ValueError("UniRepLKNet has no per-stage norms for normalize_intermediates")
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        intermediates = []
+        last = max_index if stop_early else len(self.stages) - 1
+        for i in range(last + 1):
+            x = self.stages[i](self.downsample_layers[i](x))
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Switch to the inference structure in place; outputs in eval mode are unchanged (idempotent)."""
+        for stage in self.stages:
+            for block in stage:
+                block.reparameterize()
+        self.deploy = True
+
+    # The official method name, for code written against the original file.
+    reparameterize_unireplknet = reparameterize
+
+
+def reparameterize_model(model: nn.Module) -> nn.Module:
+    """Re-parameterise, in place, every submodule of ``model`` that has a ``reparameterize()`` method (a CLIP
+    model with a UniRepLKNet trunk, a bare trunk, or timm's re-parameterisable models) and return ``model``."""
+    for module in list(model.modules()):
+        method = getattr(module, "reparameterize", None)
+        if callable(method):
+            method()
+    return model
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+
+_TRUNK_ROOTS = ("downsample_layers.", "stages.", "norm.", "head.")
+_SOURCE_PREFIXES = ("visual.trunk.", "trunk.", "visual.", "")
+_BLOCK_KEY = re.compile(r"^(stages\.\d+\.\d+\.)(.*)$")
+
+
+def _is_train_form(keys: Sequence[str]) -> bool:
+    return any(".pwconv2.2." in k or k.endswith(".act.1.beta") for k in keys if k.startswith("stages."))
+
+
+def _is_deploy_form(keys: Sequence[str]) -> bool:
+    return any(k.endswith(".pwconv2.0.bias") for k in keys if k.startswith("stages."))
+
+
+def _pop_bn(sd: dict[str, torch.Tensor], prefix: str) -> tuple[torch.Tensor, ...]:
+    tensors = tuple(sd.pop(prefix + name) for name in ("weight", "bias", "running_mean", "running_var"))
+    sd.pop(prefix + "num_batches_tracked", None)
+    return tensors
+
+
+@torch.no_grad()
+def reparameterize_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Convert an official training-form trunk state dict (bare keys) to the deploy form, block by block,
+    with the same arithmetic as ``UniRepLKNetBlock.reparameterize`` (BN eps 1e-5, the official default)."""
+    out: dict[str, torch.Tensor] = {}
+    blocks: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        match = _BLOCK_KEY.match(key)
+        if match:
+            blocks.setdefault(match.group(1), {})[match.group(2)] = value
+        else:
+            out[key] = value
+    for prefix, sd in blocks.items():
+        sd = dict(sd)
+        if "dwconv.origin_bn.weight" in sd:
+            weight = sd.pop("dwconv.lk_origin.weight")
+            size = weight.shape[-1]
+            weight, bias = fuse_conv_bn(weight.float(), None, *_pop_bn(sd, "dwconv.origin_bn."))
+            for name in sorted(k for k in sd if k.startswith("dwconv.dil_conv_k")):
+                k, r = (int(v) for v in re.match(r"dwconv\.dil_conv_k(\d+)_(\d+)\.weight", name).groups())
+                branch_w, branch_b = fuse_conv_bn(
+                    sd.pop(name).float(), None, *_pop_bn(sd, f"dwconv.dil_bn_k{k}_{r}.")
+                )
+                weight = weight + pad_kernel_to(dilate_kernel(branch_w, r), size)
+                bias = bias + branch_b
+            if "norm.weight" in sd:
+                weight, bias = fuse_conv_bn(weight, bias, *_pop_bn(sd, "norm."))
+            sd["dwconv.lk_origin.weight"], sd["dwconv.lk_origin.bias"] = weight, bias
+        elif "dwconv.weight" in sd and "norm.weight" in sd:
+            sd["dwconv.weight"], sd["dwconv.bias"] = fuse_conv_bn(
+                sd["dwconv.weight"].float(), None, *_pop_bn(sd, "norm.")
+            )
+        if "pwconv2.2.weight" in sd:
+            linear_w = sd.pop("pwconv2.0.weight").float()
+            bn_w, bn_b, mean, var = _pop_bn(sd, "pwconv2.2.")
+            scale = bn_w / torch.sqrt(var + 1e-5)
+            gamma = sd.pop("gamma", None)
+            layer_scale = gamma if gamma is not None else torch.ones_like(scale)
+            beta = sd.pop("act.1.beta").reshape(-1)
+            sd["pwconv2.0.weight"] = linear_w * (scale * layer_scale)[:, None]
+            sd["pwconv2.0.bias"] = (bn_b + (linear_w @ beta - mean) * scale) * layer_scale
+        for key, value in sd.items():
+            out[prefix + key] = value
+    return out
+
+
+def _find_trunk_prefix(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    for prefix in _SOURCE_PREFIXES:
+        if f"{prefix}downsample_layers.0.0.weight" in state_dict:
+            return prefix
+    return None
+
+
+def _split_trunk(
+    state_dict: Mapping[str, torch.Tensor], prefix: str
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    trunk, rest = {}, {}
+    for key, value in state_dict.items():
+        bare = key[len(prefix) :] if key.startswith(prefix) else None
+        if bare is not None and bare.startswith(_TRUNK_ROOTS):
+            trunk[bare] = value
+        else:
+            rest[key] = value
+    return trunk, rest
+
+
+def _first(keys: Sequence[str], limit: int = 4) -> str:
+    keys = list(keys)
+    more = f", ... {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _match_form(trunk_sd: dict[str, torch.Tensor], trunk: UniRepLKNet) -> dict[str, torch.Tensor]:
+    """Bring a bare trunk state dict into the model's form (training or deploy)."""
+    keys = list(trunk_sd)
+    if trunk.deploy and _is_train_form(keys):
+        converted = reparameterize_state_dict(trunk_sd)
+        dtype = next(iter(trunk.state_dict().values())).dtype
+        return {k: v.to(dtype) if v.is_floating_point() else v for k, v in converted.items()}
+    if not trunk.deploy and _is_deploy_form(keys):
+        # A merged checkpoint cannot be split back into branches: switch the model, which then runs exactly as
+        # the network the checkpoint was taken from (it can still be trained, only without BN / branches).
+        logger.warning(
+            "UniRepLKNet checkpoint is in re-parameterised (deploy) form; switching the model's image trunk "
+            "to the deploy structure to load it"
+        )
+        trunk.reparameterize()
+    return trunk_sd
+
+
+def load_trunk_state_dict(trunk: UniRepLKNet, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load UniRepLKNet weights in any layout into a bare trunk, strictly. An ImageNet classifier ``head.*``
+    that does not fit the trunk (a CLIP image trunk has none) is dropped; anything else missing is an error."""
+    filtered = checkpoint_filter_fn(state_dict, trunk)
+    target = trunk.state_dict()
+    missing = [k for k in target if k not in filtered]
+    unexpected = [k for k in filtered if k not in target]
+    shapes = [k for k in target if k in filtered and filtered[k].shape != target[k].shape]
+    if missing or unexpected or shapes:
+        problems = [
+            f"{len(items)} {label} ({_first(items)})"
+            for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+            if items
+        ]
+        raise CheckpointError("checkpoint does not fit the UniRepLKNet trunk: " + "; ".join(problems))
+    trunk.load_state_dict(filtered, strict=True)
+
+
+def checkpoint_filter_fn(
+    state_dict: Mapping[str, torch.Tensor], model: UniRepLKNet
+) -> dict[str, torch.Tensor]:
+    """timm's pretrained-weights hook: official ImageNet or CLIP checkpoints -> this trunk's keys and form.
+
+    Strips ``visual.trunk.`` / ``trunk.`` / ``visual.`` prefixes, drops a classifier head the model cannot take
+    (missing or a different number of classes), and converts training-form weights for a deploy model.
+    """
+    if "model" in state_dict and isinstance(state_dict["model"], Mapping):
+        state_dict = state_dict["model"]
+    state_dict = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    prefix = _find_trunk_prefix(state_dict)
+    if prefix is None:
+        raise CheckpointError(
+            "not a UniRepLKNet checkpoint: no downsample_layers.0.0.weight key in any layout"
+        )
+    trunk_sd, _ = _split_trunk(state_dict, prefix)
+    head = model.head
+    if "head.weight" in trunk_sd and (
+        not isinstance(head, nn.Linear) or trunk_sd["head.weight"].shape != head.weight.shape
+    ):
+        trunk_sd.pop("head.weight")
+        trunk_sd.pop("head.bias", None)
+    return _match_form(trunk_sd, model)
+
+
+def _trunk_of(model: nn.Module) -> tuple[UniRepLKNet, str] | None:
+    if isinstance(model, UniRepLKNet):
+        return model, ""
+    trunk = getattr(getattr(model, "visual", None), "trunk", None)
+    if isinstance(trunk, UniRepLKNet):
+        return trunk, "visual.trunk."
+    return None
+
+
+def _adapt_projection(
+    trunk_sd: dict[str, torch.Tensor], rest: dict[str, torch.Tensor], model: nn.Module, trunk: UniRepLKNet
+) -> None:
+    """Move the image projection between the trunk's own ``head`` and the tower's ``visual.head.proj``."""
+    target = model.state_dict()
+    model_has_proj = "visual.head.proj.weight" in target
+    model_trunk_head = isinstance(trunk.head, nn.Linear)
+    if model_has_proj and "visual.head.proj.weight" not in rest and "head.weight" in trunk_sd:
+        weight, bias = trunk_sd.pop("head.weight"), trunk_sd.pop("head.bias", None)
+        if weight.shape != target["visual.head.proj.weight"].shape:
+            # An ImageNet classifier, not a projection: leave it to be reported as an unexpected key.
+            trunk_sd["head.weight"] = weight
+            if bias is not None:
+                trunk_sd["head.bias"] = bias
+            return
+        rest["visual.head.proj.weight"] = weight
+        if "visual.head.proj.bias" in target:
+            rest["visual.head.proj.bias"] = bias if bias is not None else torch.zeros(weight.shape[0])
+        elif bias is not None and bool(bias.abs().max() > 0):
+            raise CheckpointError(
+                "the checkpoint's image projection (visual.trunk.head) has a non-zero bias but the model's "
+                "visual.head.proj has none: use a model config with vision_cfg.timm_proj_bias = true"
+            )
+    elif model_trunk_head and "head.weight" not in trunk_sd and "visual.head.proj.weight" in rest:
+        trunk_sd["head.weight"] = rest.pop("visual.head.proj.weight")
+        bias = rest.pop("visual.head.proj.bias", None)
+        trunk_sd["head.bias"] = bias if bias is not None else torch.zeros(trunk_sd["head.weight"].shape[0])
+
+
+def convert_unireplknet_clip_state_dict(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module
+) -> dict[str, torch.Tensor]:
+    """Any UniRepLKNet CLIP checkpoint layout -> the keys of ``model`` (a CLIP model with a UniRepLKNet trunk,
+    or a bare trunk). Handles ``visual.trunk.`` / ``trunk.`` / ``visual.`` / no prefix, training or deploy form,
+    and the projection stored as the trunk's ``head`` or as ``visual.head.proj``. State dicts that are not
+    UniRepLKNet are returned unchanged."""
+    found = _trunk_of(model)
+    prefix = _find_trunk_prefix(state_dict)
+    if found is None or prefix is None:
+        return dict(state_dict)
+    trunk, model_prefix = found
+    trunk_sd, rest = _split_trunk(state_dict, prefix)
+    if model_prefix:
+        _adapt_projection(trunk_sd, rest, model, trunk)
+    trunk_sd = _match_form(trunk_sd, trunk)
+    converted = dict(rest)
+    converted.update({model_prefix + k: v for k, v in trunk_sd.items()})
+    return converted
+
+
+def check_unireplknet_fit(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> None:
+    """Raise ``CheckpointError`` naming the keys when a converted state dict would load only part of the model's
+    image trunk, or would leave everything outside the trunk (projection, text tower) at random init."""
+    found = _trunk_of(model)
+    if found is None:
+        return
+    trunk, model_prefix = found
+    target = model.state_dict()
+    trunk_keys = [k for k in target if k.startswith(model_prefix)]
+    other_keys = [k for k in target if not k.startswith(model_prefix)]
+    missing_trunk = [k for k in trunk_keys if k not in state_dict]
+    shapes = [k for k in trunk_keys if k in state_dict and state_dict[k].shape != target[k].shape]
+    if missing_trunk or shapes:
+        form = "deploy" if trunk.deploy else "training"
+        parts = [
+            f"{len(missing_trunk)} of {len(trunk_keys)} image-trunk keys missing ({_first(missing_trunk)})"
+        ]
+        if shapes:
+            parts.append(f"{len(shapes)} mis-shaped ({_first(shapes)})")
+        raise CheckpointError(
+            f"checkpoint does not fit this UniRepLKNet ({form} form, dims {list(trunk.dims)}): "
+            + "; ".join(parts)
+        )
+    if model_prefix and other_keys and not any(k in state_dict for k in other_keys):
+        raise CheckpointError(
+            f"checkpoint holds only a UniRepLKNet image trunk: none of the model's {len(other_keys)} other keys "
+            f"({_first(other_keys)}) are in it, so the projection and text tower would stay random. Load it into "
+            "the trunk alone with clipctl.models.unireplknet.load_trunk_state_dict(model.visual.trunk, state_dict)"
+        )
+
+
+def adapt_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Hook called by ``clipctl.checkpoint`` when a model's image trunk is a UniRepLKNet: convert the layout,
+    then refuse (naming keys) when only part of the model would load."""
+    if _trunk_of(model) is None or _find_trunk_prefix(state_dict) is None:
+        return state_dict
+    converted = convert_unireplknet_clip_state_dict(state_dict, model)
+    check_unireplknet_fit(converted, model)
+    return converted
+
+
+# --- builder and variants ------------------------------------------------------------------------------------------
+
+
+def _create_unireplknet(variant: str, pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return build_model_with_cfg(
+        UniRepLKNet,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"),
+        **kwargs,
+    )
+
+
+def _cfg(**kwargs) -> dict:
+    return {
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        # The official ImageNet training code uses ImageNet mean/std.
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+        "first_conv": "downsample_layers.0.0",
+        "classifier": "head",
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:2311.15599",
+        **kwargs,
+    }
+
+
+# No download sources: the official file names on the Hub were not verified, so weights are loaded from files
+# (pretrained_cfg_overlay=dict(file=...)) or through clipctl's checkpoint loader.
+default_cfgs = generate_default_cfgs(
+    {f"unireplknet_{name}": _cfg() for name in ("a", "f", "p", "n", "t", "s", "b", "l", "xl")}
+)
+
+
+def _variant(
+    name: str, pretrained: bool, depths: tuple[int, ...], dims: tuple[int, ...], **kwargs
+) -> UniRepLKNet:
+    return _create_unireplknet(name, pretrained=pretrained, **dict(dict(depths=depths, dims=dims), **kwargs))
+
+
+@register_model
+def unireplknet_a(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_a", pretrained, (2, 2, 6, 2), (40, 80, 160, 320), **kwargs)
+
+
+@register_model
+def unireplknet_f(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_f", pretrained, (2, 2, 6, 2), (48, 96, 192, 384), **kwargs)
+
+
+@register_model
+def unireplknet_p(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_p", pretrained, (2, 2, 6, 2), (64, 128, 256, 512), **kwargs)
+
+
+@register_model
+def unireplknet_n(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_n", pretrained, (2, 2, 8, 2), (80, 160, 320, 640), **kwargs)
+
+
+@register_model
+def unireplknet_t(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_t", pretrained, (3, 3, 18, 3), (80, 160, 320, 640), **kwargs)
+
+
+@register_model
+def unireplknet_s(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_s", pretrained, (3, 3, 27, 3), (96, 192, 384, 768), **kwargs)
+
+
+@register_model
+def unireplknet_b(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_b", pretrained, (3, 3, 27, 3), (128, 256, 512, 1024), **kwargs)
+
+
+@register_model
+def unireplknet_l(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_l", pretrained, (3, 3, 27, 3), (192, 384, 768, 1536), **kwargs)
+
+
+@register_model
+def unireplknet_xl(pretrained: bool = False, **kwargs) -> UniRepLKNet:
+    return _variant("unireplknet_xl", pretrained, (3, 3, 27, 3), (256, 512, 1024, 2048), **kwargs)

@@ -1,0 +1,1 @@
+"""Training: run config to data pipeline, loop, checkpoints and resume."""
