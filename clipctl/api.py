@@ -211,4 +211,6 @@ def get_tokenizer(
         # push-to-hub saves the HF tokenizer beside the weights; prefer it to a Hub lookup.
         if (folder / "tokenizer_config.json").is_file():
             source = folder
-    return build_tokenizer(text_cfg, context_length=context_length, tokenizer_source=source, cache_dir=cache_dir, **kwargs)
+    return build_tokenizer(
+        text_cfg, context_length=context_length, tokenizer_source=source, cache_dir=cache_dir, **kwargs
+    )

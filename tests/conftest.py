@@ -6,10 +6,13 @@ test module imports it.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _HF_CACHE = tempfile.mkdtemp(prefix="clipctl-test-hf-cache-")
+atexit.register(shutil.rmtree, _HF_CACHE, ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = _HF_CACHE
 os.environ["HF_HOME"] = os.path.join(_HF_CACHE, "home")

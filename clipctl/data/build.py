@@ -16,6 +16,7 @@ import gzip
 import os
 import signal
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,21 +152,30 @@ def _estimate_bytes(num_rows: int | None, image_size: int, resize_mode: str) -> 
 
 @contextlib.contextmanager
 def _chatter_to(target: str) -> Iterator[None]:
-    """Send img2dataset's prints (ours and its spawned processes') to stderr or nowhere, keeping stdout clean."""
+    """Send img2dataset's output (its own and its spawned processes') to stderr (``"stderr"``) or nowhere
+    (``"null"``); stdout stays ours."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1)
-    sink = os.open(os.devnull, os.O_WRONLY) if target == "null" else None
-    try:
-        os.dup2(sink if sink is not None else 2, 1)
-        with contextlib.redirect_stdout(open(os.devnull, "w") if sink is not None else sys.stderr):  # noqa: SIM115
+    fds = (1, 2) if target == "null" else (1,)
+    saved = {fd: os.dup(fd) for fd in fds}
+    with contextlib.ExitStack() as stack:
+        try:
+            if target == "null":
+                sink = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115 - closed by the stack
+                for fd in fds:
+                    os.dup2(sink.fileno(), fd)
+                stack.enter_context(contextlib.redirect_stdout(sink))
+                stack.enter_context(contextlib.redirect_stderr(sink))
+            else:
+                os.dup2(2, 1)
+                stack.enter_context(contextlib.redirect_stdout(sys.stderr))
             yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        if sink is not None:
-            os.close(sink)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def summarize_folder(out_dir: str | os.PathLike) -> BuildSummary:
@@ -244,7 +254,9 @@ def build_shards(
     os.environ["NO_ALBUMENTATIONS_UPDATE"] = (
         "1"  # before the import: albumentations checks for updates online
     )
-    from img2dataset import download
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # its `import imghdr`
+        from img2dataset import download
 
     previous_sigint = signal.getsignal(signal.SIGINT)
     try:

@@ -74,7 +74,9 @@ def encode_image_file(
                 decoded = image.copy() if image.mode in _PNG_MODES else image.convert("RGB")
             else:
                 decoded = _resized(image.convert("RGB"), image_size, resize_mode)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except UnidentifiedImageError as err:  # its message holds an object address: not reproducible
+        raise UnreadableImage("unknown image format") from err
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise UnreadableImage(str(err) or type(err).__name__) from err
     buf = io.BytesIO()
     if image_size is None:

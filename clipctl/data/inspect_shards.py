@@ -142,9 +142,10 @@ def _scan_tar(path: str, check_images: bool, examples: list, max_examples: int) 
                 if len(data) != member.size:
                     raise tarfile.ReadError(f"member {member.name} is cut short")
                 scanner.add(member.name, data if ext in wanted else None)
+        scanner.flush()
     except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+        # The sample being read when the tar broke may be missing members: it is not counted.
         report.error = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-    scanner.flush()
     report.extensions = dict(sorted(scanner.extensions.items()))
     return report
 

@@ -20,6 +20,7 @@ import csv
 import io
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -254,6 +255,8 @@ def pack_dataset(
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 results = list(pool.map(_pack_shard, *zip(*jobs, strict=True)))
+    except BrokenProcessPool as err:
+        raise RunFailure(f"a worker process died while packing into {out}; rerun with --processes 1") from err
     except OSError as err:
         raise RunFailure(f"writing shards to {out} failed: {err}") from err
     skipped = [entry for result in results for entry in result]

@@ -18,7 +18,7 @@ from clipctl.errors import ClipctlError
 SIZES_FILE = "sizes.json"
 LEN_FILE = "__len__"
 SOURCE_SEPARATOR = "::"
-_REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://", "ais://")
+_REMOTE_PREFIXES = ("pipe:", "file:", "http://", "https://", "s3://", "gs://", "hf://", "ais://")
 
 
 def is_remote(shard: str) -> bool:

@@ -19,6 +19,7 @@ import io
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,7 +30,7 @@ import pyarrow as pa
 from clipctl.data.outdir import check_free_space, prepare_output_dir
 from clipctl.data.shards import Sample, ShardWriter, shard_name, write_json_atomic, write_sizes
 from clipctl.data.synth_shapes import COLOURS, SHAPES, caption_for, class_name, draw_scene
-from clipctl.errors import ClipctlError
+from clipctl.errors import ClipctlError, RunFailure
 
 MANIFEST = "synth.json"
 HELDOUT_DIR = "heldout"
@@ -226,17 +227,22 @@ def synthesize_dataset(
         (str(out), label, num_heldout_per_class, seed, image_size) for label in range(len(classes))
     ]
     class_counts: dict[str, int] = {}
-    if processes == 1:
-        shard_counts = [_write_train_shard(*job) for job in shard_jobs]
-        for job in heldout_jobs:
-            _write_heldout_class(*job)
-    else:
-        with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
-            shard_futures = [pool.submit(_write_train_shard, *job) for job in shard_jobs]
-            heldout_futures = [pool.submit(_write_heldout_class, *job) for job in heldout_jobs]
-            shard_counts = [f.result() for f in shard_futures]
-            for f in heldout_futures:
-                f.result()
+    try:
+        if processes == 1:
+            shard_counts = [_write_train_shard(*job) for job in shard_jobs]
+            for job in heldout_jobs:
+                _write_heldout_class(*job)
+        else:
+            with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+                shard_futures = [pool.submit(_write_train_shard, *job) for job in shard_jobs]
+                heldout_futures = [pool.submit(_write_heldout_class, *job) for job in heldout_jobs]
+                shard_counts = [f.result() for f in shard_futures]
+                for f in heldout_futures:
+                    f.result()
+    except BrokenProcessPool as err:
+        raise RunFailure(f"a worker process died while writing {out}; rerun with --processes 1") from err
+    except OSError as err:
+        raise RunFailure(f"writing the dataset to {out} failed: {err}") from err
     for counts in shard_counts:
         for name, n in counts.items():
             class_counts[name] = class_counts.get(name, 0) + n

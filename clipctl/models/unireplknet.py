@@ -70,10 +70,19 @@ def fuse_conv_bn(
     running_var: torch.Tensor,
     eps: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of one conv equal to ``BN(conv(x))`` with BN in eval mode."""
+    """Weight and bias of one conv equal to ``BN(conv(x))`` with BN in eval mode (computed in float32 or
+    wider, whatever the parameters' dtypes)."""
+    weight, bn_weight, bn_bias, running_mean, running_var = map(
+        _wide, (weight, bn_weight, bn_bias, running_mean, running_var)
+    )
     scale = bn_weight / torch.sqrt(running_var + eps)
-    bias = torch.zeros_like(running_mean) if bias is None else bias
+    bias = torch.zeros_like(running_mean) if bias is None else _wide(bias)
     return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), bn_bias + (bias - running_mean) * scale
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """Half-precision tensors in float32, so that folding does not round at every step."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
 def dilate_kernel(weight: torch.Tensor, dilation: int) -> torch.Tensor:
@@ -126,9 +135,11 @@ class GRNwithNHWC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gx = torch.norm(x, p=2, dim=(1, 2), keepdim=True)
         nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+        # Casts keep x's dtype when only conv/linear weights were converted to half precision.
+        gamma = self.gamma.to(x.dtype)
         if self.use_bias:
-            return (self.gamma * nx + 1) * x + self.beta
-        return (self.gamma * nx + 1) * x
+            return (gamma * nx + 1) * x + self.beta.to(x.dtype)
+        return (gamma * nx + 1) * x
 
 
 class SEBlock(nn.Module):
@@ -197,12 +208,16 @@ class DilatedReparamBlock(nn.Module):
         return weight, bias
 
     @torch.no_grad()
-    def reparameterize(self) -> None:
-        """Merge BatchNorms and dilated branches into ``lk_origin`` (idempotent)."""
+    def reparameterize(self, following_bn: nn.BatchNorm2d | None = None) -> None:
+        """Merge BatchNorms and dilated branches into ``lk_origin`` (idempotent). ``following_bn``, a BatchNorm
+        applied to this block's output, is folded in too, before any rounding to the weights' dtype."""
         if self.deploy:
             return
         weight, bias = self.merged_kernel()
-        merged = _depthwise_conv(weight.shape[0], self.kernel_size, bias=True).to(weight)
+        if following_bn is not None:
+            weight, bias = fuse_conv_bn(weight, bias, *_bn_tensors(following_bn), eps=following_bn.eps)
+        dtype = self.lk_origin.weight.dtype
+        merged = _depthwise_conv(weight.shape[0], self.kernel_size, bias=True).to(weight.device, dtype)
         merged.weight.copy_(weight)
         merged.bias.copy_(bias)
         self.lk_origin = merged
@@ -257,7 +272,7 @@ class UniRepLKNetBlock(nn.Module):
         y = self.se(self.norm(self.dwconv(x)))
         y = self.pwconv2(self.act(self.pwconv1(y)))
         if self.gamma is not None:
-            y = y * self.gamma.view(1, -1, 1, 1)
+            y = y * self.gamma.to(y.dtype).view(1, -1, 1, 1)
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,16 +289,19 @@ class UniRepLKNetBlock(nn.Module):
             return
         # 1. dwconv (+ its branches) and the BN after it become one biased depthwise conv.
         if isinstance(self.dwconv, DilatedReparamBlock):
-            self.dwconv.reparameterize()
-            if isinstance(self.norm, nn.BatchNorm2d):
+            norm = self.norm if isinstance(self.norm, nn.BatchNorm2d) else None
+            if not self.dwconv.deploy:
+                self.dwconv.reparameterize(following_bn=norm)
+            elif norm is not None:  # the dilated block was merged on its own earlier
                 conv = self.dwconv.lk_origin
-                w, b = fuse_conv_bn(conv.weight, conv.bias, *_bn_tensors(self.norm), eps=self.norm.eps)
+                w, b = fuse_conv_bn(conv.weight, conv.bias, *_bn_tensors(norm), eps=norm.eps)
                 conv.weight.copy_(w)
                 conv.bias.copy_(b)
         elif isinstance(self.dwconv, nn.Conv2d):
             old = self.dwconv
             w, b = fuse_conv_bn(old.weight, old.bias, *_bn_tensors(self.norm), eps=self.norm.eps)
-            self.dwconv = _depthwise_conv(old.in_channels, old.kernel_size[0], bias=True).to(w)
+            self.dwconv = _depthwise_conv(old.in_channels, old.kernel_size[0], bias=True)
+            self.dwconv.to(w.device, old.weight.dtype)
             self.dwconv.weight.copy_(w)
             self.dwconv.bias.copy_(b)
         self.norm = nn.Identity()
@@ -291,12 +309,14 @@ class UniRepLKNetBlock(nn.Module):
         # 2. GRN bias, pwconv2's BN and the layer scale are affine maps around one Linear: fold them into it.
         grn = self.act[1]
         linear, bn = self.pwconv2[0], self.pwconv2[2]
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        layer_scale = self.gamma if self.gamma is not None else torch.ones_like(scale)
-        grn_shift = linear.weight @ grn.beta.reshape(-1)
-        weight = linear.weight * (scale * layer_scale)[:, None]
-        bias = (bn.bias + (grn_shift - bn.running_mean) * scale) * layer_scale
-        fused = nn.Linear(linear.in_features, linear.out_features, bias=True).to(weight)
+        scale = _wide(bn.weight) / torch.sqrt(_wide(bn.running_var) + bn.eps)
+        layer_scale = _wide(self.gamma) if self.gamma is not None else torch.ones_like(scale)
+        linear_w = _wide(linear.weight)
+        grn_shift = linear_w @ _wide(grn.beta).reshape(-1)
+        weight = linear_w * (scale * layer_scale)[:, None]
+        bias = (_wide(bn.bias) + (grn_shift - _wide(bn.running_mean)) * scale) * layer_scale
+        fused = nn.Linear(linear.in_features, linear.out_features, bias=True)
+        fused.to(weight.device, linear.weight.dtype)
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
         self.pwconv2 = nn.Sequential(fused, NHWCtoNCHW())
@@ -580,7 +600,7 @@ def reparameterize_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[st
             weight = sd.pop("dwconv.lk_origin.weight")
             size = weight.shape[-1]
             weight, bias = fuse_conv_bn(weight.float(), None, *_pop_bn(sd, "dwconv.origin_bn."))
-            for name in sorted(k for k in sd if k.startswith("dwconv.dil_conv_k")):
+            for name in [k for k in sd if k.startswith("dwconv.dil_conv_k")]:  # checkpoint (official) order
                 k, r = (int(v) for v in re.match(r"dwconv\.dil_conv_k(\d+)_(\d+)\.weight", name).groups())
                 branch_w, branch_b = fuse_conv_bn(
                     sd.pop(name).float(), None, *_pop_bn(sd, f"dwconv.dil_bn_k{k}_{r}.")
@@ -747,6 +767,9 @@ def convert_unireplknet_clip_state_dict(
         return dict(state_dict)
     trunk, model_prefix = found
     trunk_sd, rest = _split_trunk(state_dict, prefix)
+    if prefix == "trunk." and model_prefix:
+        # The image tower saved on its own (trunk.* + head.proj.*): put it back under visual.
+        rest = {(f"visual.{k}" if k.startswith("head.") else k): v for k, v in rest.items()}
     if model_prefix:
         _adapt_projection(trunk_sd, rest, model, trunk)
     trunk_sd = _match_form(trunk_sd, trunk)
@@ -828,59 +851,90 @@ def _cfg(**kwargs) -> dict:
     }
 
 
-# No download sources: the official file names on the Hub were not verified, so weights are loaded from files
-# (pretrained_cfg_overlay=dict(file=...)) or through clipctl's checkpoint loader.
+def _hub(filename: str, **kwargs) -> dict:
+    return _cfg(hf_hub_id="DingXiaoH/UniRepLKNet", hf_hub_filename=filename, **kwargs)
+
+
+# The official ImageNet weights (file names from the official model file's download table). The 22k-pretrained
+# checkpoints keep their 21,841-class heads; 384 px fine-tunes are evaluated without a centre crop (assumed, the
+# official eval crop for them is not stated).
+_IN22K = dict(num_classes=21841)
+_AT_384 = dict(input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0)
 default_cfgs = generate_default_cfgs(
-    {f"unireplknet_{name}": _cfg() for name in ("a", "f", "p", "n", "t", "s", "b", "l", "xl")}
+    {
+        "unireplknet_a.in1k": _hub("unireplknet_a_in1k_224_acc77.03.pth"),
+        "unireplknet_f.in1k": _hub("unireplknet_f_in1k_224_acc78.58.pth"),
+        "unireplknet_p.in1k": _hub("unireplknet_p_in1k_224_acc80.23.pth"),
+        "unireplknet_n.in1k": _hub("unireplknet_n_in1k_224_acc81.64.pth"),
+        "unireplknet_t.in1k": _hub("unireplknet_t_in1k_224_acc83.21.pth"),
+        "unireplknet_s.in1k": _hub("unireplknet_s_in1k_224_acc83.91.pth"),
+        "unireplknet_s.in22k_ft_in1k_384": _hub("unireplknet_s_in22k_to_in1k_384_acc86.44.pth", **_AT_384),
+        "unireplknet_s.in22k": _hub("unireplknet_s_in22k_pretrain.pth", **_IN22K),
+        "unireplknet_b.in22k_ft_in1k_384": _hub("unireplknet_b_in22k_to_in1k_384_acc87.40.pth", **_AT_384),
+        "unireplknet_b.in22k": _hub("unireplknet_b_in22k_pretrain.pth", **_IN22K),
+        "unireplknet_l.in22k_ft_in1k_384": _hub("unireplknet_l_in22k_to_in1k_384_acc87.88.pth", **_AT_384),
+        "unireplknet_l.in22k": _hub(
+            "unireplknet_l_in22k_pretrain.pth", input_size=(3, 192, 192), pool_size=(6, 6), **_IN22K
+        ),
+        "unireplknet_xl.in22k_ft_in1k_384": _hub("unireplknet_xl_in22k_to_in1k_384_acc87.96.pth", **_AT_384),
+        "unireplknet_xl.in22k": _hub(
+            "unireplknet_xl_in22k_pretrain.pth", input_size=(3, 192, 192), pool_size=(6, 6), **_IN22K
+        ),
+    }
 )
 
 
-def _variant(
-    name: str, pretrained: bool, depths: tuple[int, ...], dims: tuple[int, ...], **kwargs
-) -> UniRepLKNet:
-    return _create_unireplknet(name, pretrained=pretrained, **dict(dict(depths=depths, dims=dims), **kwargs))
+def _variant(name: str, pretrained: bool, arch: dict, kwargs: dict) -> UniRepLKNet:
+    # Explicit depths/dims/kernel_sizes win, so reduced layouts can be built under a variant's name.
+    return _create_unireplknet(name, pretrained=pretrained, **{**arch, **kwargs})
 
 
 @register_model
 def unireplknet_a(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_a", pretrained, (2, 2, 6, 2), (40, 80, 160, 320), **kwargs)
+    return _variant("unireplknet_a", pretrained, dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)), kwargs)
 
 
 @register_model
 def unireplknet_f(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_f", pretrained, (2, 2, 6, 2), (48, 96, 192, 384), **kwargs)
+    return _variant("unireplknet_f", pretrained, dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384)), kwargs)
 
 
 @register_model
 def unireplknet_p(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_p", pretrained, (2, 2, 6, 2), (64, 128, 256, 512), **kwargs)
+    return _variant("unireplknet_p", pretrained, dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512)), kwargs)
 
 
 @register_model
 def unireplknet_n(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_n", pretrained, (2, 2, 8, 2), (80, 160, 320, 640), **kwargs)
+    return _variant("unireplknet_n", pretrained, dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640)), kwargs)
 
 
 @register_model
 def unireplknet_t(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_t", pretrained, (3, 3, 18, 3), (80, 160, 320, 640), **kwargs)
+    return _variant("unireplknet_t", pretrained, dict(depths=(3, 3, 18, 3), dims=(80, 160, 320, 640)), kwargs)
 
 
 @register_model
 def unireplknet_s(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_s", pretrained, (3, 3, 27, 3), (96, 192, 384, 768), **kwargs)
+    return _variant("unireplknet_s", pretrained, dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)), kwargs)
 
 
 @register_model
 def unireplknet_b(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_b", pretrained, (3, 3, 27, 3), (128, 256, 512, 1024), **kwargs)
+    return _variant(
+        "unireplknet_b", pretrained, dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)), kwargs
+    )
 
 
 @register_model
 def unireplknet_l(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_l", pretrained, (3, 3, 27, 3), (192, 384, 768, 1536), **kwargs)
+    return _variant(
+        "unireplknet_l", pretrained, dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)), kwargs
+    )
 
 
 @register_model
 def unireplknet_xl(pretrained: bool = False, **kwargs) -> UniRepLKNet:
-    return _variant("unireplknet_xl", pretrained, (3, 3, 27, 3), (256, 512, 1024, 2048), **kwargs)
+    return _variant(
+        "unireplknet_xl", pretrained, dict(depths=(3, 3, 27, 3), dims=(256, 512, 1024, 2048)), kwargs
+    )

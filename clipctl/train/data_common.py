@@ -107,7 +107,13 @@ class LoaderView:
     ``len()`` is the number of batches left in the current epoch (fewer than ``num_batches`` in a resumed one).
     """
 
-    def __init__(self, loader: torch.utils.data.DataLoader, num_batches: int, num_samples: int, remaining: Callable[[], int]):
+    def __init__(
+        self,
+        loader: torch.utils.data.DataLoader,
+        num_batches: int,
+        num_samples: int,
+        remaining: Callable[[], int],
+    ):
         self.loader = loader
         self.num_batches = num_batches
         self.num_samples = num_samples

@@ -44,7 +44,9 @@ def _naive_siglip(image, text, scale, bias):
 
 def test_clip_loss_matches_naive_formula_with_and_without_bias():
     f = _features()
-    assert torch.allclose(ClipLoss()(f["image"], f["text"], f["scale"]), _naive_clip(f["image"], f["text"], f["scale"]))
+    assert torch.allclose(
+        ClipLoss()(f["image"], f["text"], f["scale"]), _naive_clip(f["image"], f["text"], f["scale"])
+    )
     with_bias = ClipLoss()(f["image"], f["text"], f["scale"], f["bias"])
     assert torch.allclose(with_bias, _naive_clip(f["image"], f["text"], f["scale"], f["bias"]))
     out = ClipLoss(cache_labels=True)(f["image"], f["text"], f["scale"], output_dict=True)
@@ -58,7 +60,8 @@ def test_clip_and_siglip_losses_equal_openclip_oracle():
     theirs = open_clip_loss.ClipLoss()(f["image"], f["text"], f["scale"], f["bias"])
     assert torch.allclose(ours, theirs, atol=1e-6)
     assert torch.allclose(
-        ClipLoss()(f["image"], f["text"], f["scale"]), open_clip_loss.ClipLoss()(f["image"], f["text"], f["scale"])
+        ClipLoss()(f["image"], f["text"], f["scale"]),
+        open_clip_loss.ClipLoss()(f["image"], f["text"], f["scale"]),
     )
     ours = SigLipLoss()(f["image"], f["text"], f["scale"], f["bias"])
     theirs = open_clip_loss.SigLipLoss()(f["image"], f["text"], f["scale"], f["bias"])
@@ -68,7 +71,9 @@ def test_clip_and_siglip_losses_equal_openclip_oracle():
 def test_siglip_loss_matches_naive_formula():
     f = _features(2)
     out = SigLipLoss()(f["image"], f["text"], f["scale"], f["bias"], output_dict=True)
-    assert torch.allclose(out["contrastive_loss"], _naive_siglip(f["image"], f["text"], f["scale"], f["bias"]))
+    assert torch.allclose(
+        out["contrastive_loss"], _naive_siglip(f["image"], f["text"], f["scale"], f["bias"])
+    )
 
 
 def test_coca_loss_is_weighted_sum_of_clip_and_padded_caption_loss():
@@ -90,14 +95,18 @@ def test_coca_loss_is_weighted_sum_of_clip_and_padded_caption_loss():
 
 def test_distill_loss_is_contrastive_plus_soft_cross_entropy():
     s, t = _features(4), _features(5)
-    out = DistillClipLoss()(s["image"], s["text"], s["scale"], t["image"], t["text"], t["scale"], output_dict=True)
+    out = DistillClipLoss()(
+        s["image"], s["text"], s["scale"], t["image"], t["text"], t["scale"], output_dict=True
+    )
     student = s["scale"] * s["image"] @ s["text"].T
     teacher = t["scale"] * t["image"] @ t["text"].T
 
     def soft_ce(teacher_logits, student_logits):
         rows = [
             -sum(
-                math.exp(teacher_logits[i, j]) / teacher_logits[i].exp().sum().item() * student_logits[i].log_softmax(0)[j].item()
+                math.exp(teacher_logits[i, j])
+                / teacher_logits[i].exp().sum().item()
+                * student_logits[i].log_softmax(0)[j].item()
                 for j in range(teacher_logits.shape[1])
             )
             for i in range(teacher_logits.shape[0])
@@ -111,12 +120,16 @@ def test_distill_loss_is_contrastive_plus_soft_cross_entropy():
 
 def test_create_loss_picks_distill_then_coca_then_siglip_then_clip():
     def cfg(**kw):
-        base = dict(model="ViT-B-32", distill_model=None, siglip=False, local_loss=True, gather_with_grad=True)
+        base = dict(
+            model="ViT-B-32", distill_model=None, siglip=False, local_loss=True, gather_with_grad=True
+        )
         base.update(kw)
         return types.SimpleNamespace(**base)
 
     assert type(create_loss(cfg(distill_model="ViT-L-14", model="coca_ViT-B-32"))) is DistillClipLoss
-    coca = create_loss(cfg(model="coca_ViT-B-32", coca_caption_loss_weight=3.0, coca_contrastive_loss_weight=0.5))
+    coca = create_loss(
+        cfg(model="coca_ViT-B-32", coca_caption_loss_weight=3.0, coca_contrastive_loss_weight=0.5)
+    )
     assert type(coca) is CoCaLoss and coca.caption_loss_weight == 3.0 and coca.clip_loss_weight == 0.5
 
     class CoCa(torch.nn.Module):
@@ -131,10 +144,18 @@ def test_create_loss_picks_distill_then_coca_then_siglip_then_clip():
 # ---- distributed: each rank holds a slice; compare with one process on the whole batch ----
 
 _CASES = {
-    "clip_local_gradgather": lambda r, w: ClipLoss(local_loss=True, gather_with_grad=True, rank=r, world_size=w),
-    "clip_full_gradgather": lambda r, w: ClipLoss(local_loss=False, gather_with_grad=True, rank=r, world_size=w),
-    "clip_full_plaingather": lambda r, w: ClipLoss(local_loss=False, gather_with_grad=False, rank=r, world_size=w),
-    "clip_local_plaingather": lambda r, w: ClipLoss(local_loss=True, gather_with_grad=False, rank=r, world_size=w),
+    "clip_local_gradgather": lambda r, w: ClipLoss(
+        local_loss=True, gather_with_grad=True, rank=r, world_size=w
+    ),
+    "clip_full_gradgather": lambda r, w: ClipLoss(
+        local_loss=False, gather_with_grad=True, rank=r, world_size=w
+    ),
+    "clip_full_plaingather": lambda r, w: ClipLoss(
+        local_loss=False, gather_with_grad=False, rank=r, world_size=w
+    ),
+    "clip_local_plaingather": lambda r, w: ClipLoss(
+        local_loss=True, gather_with_grad=False, rank=r, world_size=w
+    ),
     "siglip_gather": lambda r, w: SigLipLoss(rank=r, world_size=w, dist_impl="gather"),
     "siglip_shift": lambda r, w: SigLipLoss(rank=r, world_size=w, dist_impl="shift"),
     "siglip_bidir": lambda r, w: SigLipLoss(rank=r, world_size=w, dist_impl="bidir"),
@@ -158,7 +179,12 @@ def _run_rank(rank: int, world: int, store_path: str, out_dir: str) -> None:
             bias = f["bias"].clone().requires_grad_()
             loss = make(rank, world)(image, text, scale, bias)
             loss.backward()
-            results[name] = {"loss": loss.detach(), "image": image.grad, "text": text.grad, "scale": scale.grad}
+            results[name] = {
+                "loss": loss.detach(),
+                "image": image.grad,
+                "text": text.grad,
+                "scale": scale.grad,
+            }
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -169,7 +195,11 @@ def distributed_results(tmp_path_factory):
     import torch.multiprocessing as mp
 
     tmp = tmp_path_factory.mktemp("dist")
-    mp.spawn(_run_rank, args=(WORLD, str(tmp / "store"), str(tmp)), nprocs=WORLD, join=True)
+    # fork: the children already have torch and clipctl.models imported (spawn re-imports them, ~15 s each on a
+    # busy 2-core machine); each rank sets one intra-op thread first, as DataLoader workers do
+    mp.start_processes(
+        _run_rank, args=(WORLD, str(tmp / "store"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
+    )
     return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
 
 
@@ -183,7 +213,15 @@ def _reference(name: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    "name", ["clip_local_gradgather", "clip_full_gradgather", "siglip_gather", "siglip_shift", "siglip_bidir", "siglip_reduce"]
+    "name",
+    [
+        "clip_local_gradgather",
+        "clip_full_gradgather",
+        "siglip_gather",
+        "siglip_shift",
+        "siglip_bidir",
+        "siglip_reduce",
+    ],
 )
 def test_distributed_loss_equals_single_process_value_and_gradients(distributed_results, name):
     ref = _reference(name)

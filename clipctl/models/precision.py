@@ -1,0 +1,69 @@
+"""Precision helpers: which dtype the towers are built for, and the mixed-precision weight cast."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from clipctl.errors import ClipctlError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16", "amp_bfloat16", "pure_fp16", "pure_bf16")
+
+
+def _check(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ClipctlError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+
+
+def get_cast_dtype(precision: str) -> torch.dtype | None:
+    """Weight dtype for the mixed 'fp16'/'bf16' modes (LayerNorms then compute in float32)."""
+    _check(precision)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def get_input_dtype(precision: str) -> torch.dtype | None:
+    """Dtype to cast input images to, or None to leave them as they are."""
+    _check(precision)
+    if precision in ("bf16", "pure_bf16"):
+        return torch.bfloat16
+    if precision in ("fp16", "pure_fp16"):
+        return torch.float16
+    return None
+
+
+_PARAM_PROJECTIONS = ("text_projection", "proj")
+
+
+def convert_weights_to_lp(model: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
+    """Cast matmul weights (linear, conv, attention, bare projection matrices) to `dtype`, in place.
+
+    Norms, embeddings and the logit scale stay in their dtype, as in OpenCLIP's mixed 'fp16'/'bf16' modes.
+    """
+    from clipctl.models.clip import CLIP
+    from clipctl.models.text import TextTransformer
+    from clipctl.models.vit import VisionTransformer
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+        if isinstance(module, nn.MultiheadAttention):
+            for attr in (
+                "in_proj_weight",
+                "q_proj_weight",
+                "k_proj_weight",
+                "v_proj_weight",
+                "in_proj_bias",
+                "bias_k",
+                "bias_v",
+            ):
+                tensor = getattr(module, attr, None)
+                if tensor is not None:
+                    tensor.data = tensor.data.to(dtype)
+        if isinstance(module, (CLIP, TextTransformer, VisionTransformer)):
+            for attr in _PARAM_PROJECTIONS:
+                tensor = getattr(module, attr, None)
+                if isinstance(tensor, nn.Parameter):
+                    tensor.data = tensor.data.to(dtype)
+    return model

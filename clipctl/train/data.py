@@ -1,0 +1,370 @@
+"""Training and evaluation data for ``clipctl train``: input checks, loaders and epoch bookkeeping.
+
+Call :func:`validate_data_config` first, before any process group or model exists: it raises
+:class:`~clipctl.errors.ClipctlError` with one line for every input problem it can see (missing shards, empty
+specs, CSV separator or column mistakes, sizes it cannot know, too few shards for the workers). Then
+:func:`build_train_data` / :func:`build_val_data` return a :class:`DataInfo`.
+
+Sources: webdataset shards (``.tar``, brace and ``::`` specs, optional ``--dataset-resampled`` with
+``--train-data-upsampling-factors``), CSV/TSV tables of image path + caption, and ``synthetic`` data.
+
+Mid-epoch resume: ``build_train_data(..., epoch=e, skip_batches=k)`` yields, in epoch ``e``, exactly the batches
+k, k+1, ... an uninterrupted run would have produced (same samples, same augmentation), for any worker count,
+as long as the data and settings are unchanged. Later epochs are complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from clipctl.data.shardlist import check_shards_exist, expand_shard_spec, read_sizes, split_sources
+from clipctl.errors import ClipctlError, UnknownNameError
+from clipctl.train.data_common import LoaderView, SharedEpoch, SkipCounter
+from clipctl.train.data_csv import (
+    CsvItems,
+    CsvTable,
+    EpochBatchSampler,
+    ImageTextDataset,
+    SyntheticItems,
+    collate_skipping_none,
+    read_csv_table,
+)
+from clipctl.train.data_wds import WdsStream, no_usable_samples_message, probe_shards
+
+DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic")
+DEFAULT_SYNTHETIC_IMAGE_SIZE = (224, 224)
+
+__all__ = [
+    "DATASET_TYPES",
+    "DataInfo",
+    "SyntheticDataset",
+    "build_train_data",
+    "build_val_data",
+    "resolve_dataset_type",
+    "validate_data_config",
+]
+
+
+@dataclass
+class DataInfo:
+    """A loader with its epoch size. ``dataloader`` is iterable, has ``len()`` (batches left this epoch) and
+    ``num_batches`` / ``num_samples`` attributes as OpenCLIP's had."""
+
+    dataloader: LoaderView
+    num_samples: int
+    num_batches: int
+    shared_epoch: SharedEpoch | None = None
+    sampler: EpochBatchSampler | None = None
+    counter: SkipCounter = field(default_factory=lambda: SkipCounter(0))
+    resume_epoch: int = -1
+    skip_batches: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch the next iteration produces (drives shuffling and resampling in every worker)."""
+        if self.shared_epoch is not None:
+            self.shared_epoch.set(epoch)
+
+    def start_batch(self, epoch: int) -> int:
+        """Index of the first batch the loader yields in ``epoch`` (non-zero only in a resumed epoch)."""
+        return min(self.skip_batches, self.num_batches) if epoch == self.resume_epoch else 0
+
+    def skipped(self) -> int:
+        """Corrupt samples skipped so far by this process and its workers (damaged tars count once each)."""
+        return self.counter.total()
+
+
+class SyntheticDataset(ImageTextDataset):
+    """Deterministic random image-caption pairs for smoke runs: sample ``i`` is the same in every run with the
+    same seed. Images are noisy solid colours named in the caption ("a photo of a red square")."""
+
+    def __init__(
+        self,
+        num_samples: int,
+        preprocess: Callable[[Any], torch.Tensor],
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        image_size: tuple[int, int] | int | None = None,
+        seed: int = 0,
+        counter: SkipCounter | None = None,
+    ):
+        size = image_size or transform_output_size(preprocess) or DEFAULT_SYNTHETIC_IMAGE_SIZE
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        super().__init__(SyntheticItems(num_samples, size, seed), preprocess, tokenizer, counter)
+
+
+def transform_output_size(preprocess: Any) -> tuple[int, int] | None:
+    """The size the first resizing op of a torchvision pipeline produces, to synthesise images already that big."""
+    for op in getattr(preprocess, "transforms", [preprocess]):
+        size = getattr(op, "size", None)
+        if isinstance(size, int):
+            return size, size
+        if isinstance(size, (tuple, list)) and len(size) in (1, 2) and all(isinstance(s, int) for s in size):
+            return (size[0], size[-1])
+    return None
+
+
+# ---- config access (TrainConfig is owned by the engine; read it defensively) ----
+def _get(cfg: Any, name: str, default: Any = None) -> Any:
+    value = getattr(cfg, name, default)
+    return default if value is None else value
+
+
+def resolve_dataset_type(spec: Any, dataset_type: str | None) -> str:
+    """``auto`` -> ``csv`` for .csv/.tsv, ``webdataset`` for .tar, brace patterns and shard folders."""
+    dataset_type = (dataset_type or "auto").lower()
+    if dataset_type not in DATASET_TYPES:
+        raise UnknownNameError("dataset type", dataset_type, DATASET_TYPES)
+    if dataset_type != "auto":
+        return dataset_type
+    if spec is None:
+        raise ClipctlError("no training data: pass --train-data (or --dataset-type synthetic)")
+    if spec == "synthetic":
+        return "synthetic"
+    first = split_sources(spec)[0]
+    ext = first.rsplit(".", 1)[-1].lower() if "." in os.path.basename(first) else ""
+    if ext in ("csv", "tsv"):
+        return "csv"
+    if ext == "tar" or "{" in first or os.path.isdir(first):
+        return "webdataset"
+    raise ClipctlError(
+        f"cannot tell the dataset type of {first!r} from its name: pass --dataset-type webdataset|csv"
+    )
+
+
+@dataclass
+class _Plan:
+    kind: str
+    num_samples: int = 0
+    shards: list[str] = field(default_factory=list)
+    weights: list[float] | None = None
+    csv_path: str | None = None
+
+
+def _plan(cfg: Any, *, is_train: bool, world_size: int) -> _Plan | None:
+    spec = _get(cfg, "train_data" if is_train else "val_data")
+    flag = "--train-num-samples" if is_train else "--val-num-samples"
+    num_samples_cfg = _get(cfg, "train_num_samples" if is_train else "val_num_samples")
+    batch_size = int(_get(cfg, "batch_size", 64))
+    workers = int(_get(cfg, "workers", 0))
+    if batch_size < 1:
+        raise ClipctlError(f"--batch-size must be at least 1 (got {batch_size})")
+    if spec is None and not (is_train and _get(cfg, "dataset_type") == "synthetic"):
+        return None
+    dataset_type = _get(cfg, "dataset_type")
+    if not is_train and dataset_type == "synthetic":
+        dataset_type = "auto"  # synthetic training data still evaluates on real validation data
+    kind = resolve_dataset_type(spec, dataset_type)
+    factors = _get(cfg, "train_data_upsampling_factors") if is_train else None
+    resampled = bool(_get(cfg, "dataset_resampled", False)) and is_train
+    global_batch = batch_size * (world_size if is_train else 1)
+    if factors is not None and not (kind == "webdataset" and resampled):
+        raise ClipctlError("--train-data-upsampling-factors needs webdataset shards and --dataset-resampled")
+
+    if kind == "synthetic":
+        if not is_train:
+            return None
+        if num_samples_cfg is None:
+            raise ClipctlError("synthetic data needs a size: pass --train-num-samples N")
+        if num_samples_cfg < global_batch:
+            raise ClipctlError(
+                f"--train-num-samples {num_samples_cfg} is smaller than one batch ({_batch_words(batch_size, world_size)})"
+            )
+        return _Plan(kind, num_samples=int(num_samples_cfg))
+
+    if kind == "csv":
+        sources = split_sources(spec)
+        if len(sources) != 1:
+            raise ClipctlError(f"CSV data takes one file, got {len(sources)} joined by '::'")
+        table = _read_table(cfg, sources[0])
+        if is_train and -(-len(table) // world_size) < batch_size:
+            raise ClipctlError(
+                f"CSV {sources[0]} has {len(table)} rows, fewer than one batch ({_batch_words(batch_size, world_size)}): "
+                "lower --batch-size"
+            )
+        return _Plan(kind, num_samples=len(table), csv_path=sources[0])
+
+    shards, weights = expand_shard_spec(spec, factors)
+    check_shards_exist(shards)
+    known = read_sizes(shards)
+    num_samples = num_samples_cfg if num_samples_cfg is not None else known
+    if num_samples is None:
+        raise ClipctlError(
+            f"cannot tell how many samples {spec} holds (no sizes.json or __len__ next to the shards): "
+            f"pass {flag} N"
+        )
+    if is_train and not resampled:
+        if known is not None and known < global_batch:
+            raise ClipctlError(
+                f"the shards hold {known} samples, fewer than one batch ({_batch_words(batch_size, world_size)}): "
+                "lower --batch-size or pass --dataset-resampled"
+            )
+        needed = max(1, workers) * world_size
+        if len(shards) < needed:
+            most = len(shards) // world_size
+            advice = f"pass --workers {most}" if most >= 1 else f"use at most {len(shards)} processes"
+            raise ClipctlError(
+                f"{len(shards)} shard(s) cannot give each of {max(1, workers)} data worker(s) x {world_size} "
+                f"process(es) its own shard: {advice}, or pass --dataset-resampled"
+            )
+    problem = probe_shards(shards)
+    if problem is not None:
+        raise ClipctlError(no_usable_samples_message(shards, problem))
+    return _Plan(kind, num_samples=int(num_samples), shards=shards, weights=weights)
+
+
+def csv_separator(cfg: Any) -> str:
+    """The configured separator; a typed backslash escape (``\\t`` from a shell without ``$'...'``) means the
+    character."""
+    sep = _get(cfg, "csv_separator", "\t")
+    return "\t" if sep == "\\t" else sep
+
+
+def _read_table(cfg: Any, path: str) -> CsvTable:
+    return read_csv_table(
+        path, csv_separator(cfg), _get(cfg, "csv_img_key", "filepath"), _get(cfg, "csv_caption_key", "title")
+    )
+
+
+def _batch_words(batch_size: int, world_size: int) -> str:
+    return f"batch size {batch_size}" + (f" x {world_size} processes" if world_size > 1 else "")
+
+
+def validate_data_config(cfg: Any, world_size: int = 1) -> None:
+    """Check the data settings of a run config; raise ClipctlError with one line on the first problem."""
+    _plan(cfg, is_train=True, world_size=world_size)
+    _plan(cfg, is_train=False, world_size=1)
+
+
+def _loader(dataset: Any, workers: int, **kwargs: Any) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        dataset,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        **kwargs,
+    )
+
+
+def build_train_data(
+    cfg: Any,
+    preprocess: Callable[[Any], torch.Tensor],
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    *,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    skip_batches: int = 0,
+) -> DataInfo:
+    """The training loader of ``cfg`` for this rank, positioned at ``epoch`` (and batch ``skip_batches`` of it).
+
+    Epoch size follows OpenCLIP: webdataset epochs have ``ceil(num_samples / global batch)`` batches rounded up
+    to a multiple of the worker count; CSV and synthetic epochs are one pass over the rows with the last partial
+    batch dropped.
+    """
+    plan = _plan(cfg, is_train=True, world_size=world_size)
+    if plan is None:
+        raise ClipctlError("no training data: pass --train-data (or --dataset-type synthetic)")
+    if skip_batches < 0:
+        raise ValueError("skip_batches must be >= 0")
+    batch_size = int(_get(cfg, "batch_size", 64))
+    workers = int(_get(cfg, "workers", 0))
+    seed = int(_get(cfg, "seed", 0))
+    shared_epoch = SharedEpoch(epoch)
+    counter = SkipCounter(workers)
+
+    if plan.kind == "webdataset":
+        slots = max(1, workers)
+        num_batches = math.ceil(plan.num_samples / (batch_size * world_size))
+        per_worker = math.ceil(num_batches / slots)
+        num_batches = per_worker * slots
+        num_samples = num_batches * batch_size * world_size
+        stream = WdsStream(
+            plan.shards,
+            preprocess=preprocess,
+            tokenizer=tokenizer,
+            batch_size=batch_size,
+            counter=counter,
+            is_train=True,
+            weights=plan.weights,
+            resampled=bool(_get(cfg, "dataset_resampled", False)),
+            seed=seed,
+            shared_epoch=shared_epoch,
+            rank=rank,
+            world_size=world_size,
+            batches_per_worker=per_worker,
+            resume_epoch=epoch,
+            skip_batches=skip_batches,
+        )
+        loader = _loader(stream, workers, batch_size=None)
+        info = DataInfo(None, num_samples, num_batches, shared_epoch, None, counter, epoch, skip_batches)  # type: ignore[arg-type]
+    else:
+        if plan.kind == "csv":
+            table = _read_table(cfg, plan.csv_path)
+            dataset: ImageTextDataset = ImageTextDataset(CsvItems(table), preprocess, tokenizer, counter)
+        else:
+            dataset = SyntheticDataset(plan.num_samples, preprocess, tokenizer, seed=seed, counter=counter)
+        sampler = EpochBatchSampler(
+            len(dataset),
+            batch_size,
+            seed=seed,
+            shared_epoch=shared_epoch,
+            rank=rank,
+            world_size=world_size,
+            resume_epoch=epoch,
+            skip_batches=skip_batches,
+        )
+        loader = _loader(dataset, workers, batch_sampler=sampler)
+        num_batches = sampler.num_batches
+        num_samples = num_batches * batch_size * world_size
+        info = DataInfo(None, num_samples, num_batches, shared_epoch, sampler, counter, epoch, skip_batches)  # type: ignore[arg-type]
+    # no reference back to `info`: a cycle would leave the workers to the cyclic GC, which tears the loader
+    # down in an order that makes torch wait 5 s per worker
+    remaining = _remaining_batches(info.num_batches, epoch, skip_batches, shared_epoch)
+    info.dataloader = LoaderView(loader, info.num_batches, info.num_samples, remaining)
+    return info
+
+
+def _remaining_batches(
+    num_batches: int, resume_epoch: int, skip: int, shared_epoch: SharedEpoch
+) -> Callable[[], int]:
+    return lambda: num_batches - (min(skip, num_batches) if shared_epoch.get() == resume_epoch else 0)
+
+
+def build_val_data(
+    cfg: Any, preprocess: Callable[[Any], torch.Tensor], tokenizer: Callable[[list[str]], torch.Tensor]
+) -> DataInfo | None:
+    """The evaluation loader for ``cfg.val_data`` (read once, in order, last batch partial), or None without it.
+
+    Corrupt samples are dropped (the batch gets smaller) rather than replaced.
+    """
+    plan = _plan(cfg, is_train=False, world_size=1)
+    if plan is None:
+        return None
+    batch_size = int(_get(cfg, "batch_size", 64))
+    workers = int(_get(cfg, "workers", 0))
+    counter = SkipCounter(workers)
+    if plan.kind == "webdataset":
+        stream = WdsStream(
+            plan.shards,
+            preprocess=preprocess,
+            tokenizer=tokenizer,
+            batch_size=batch_size,
+            counter=counter,
+            is_train=False,
+        )
+        loader = _loader(stream, workers, batch_size=None)
+        num_batches = math.ceil(plan.num_samples / batch_size)
+    else:
+        table = _read_table(cfg, plan.csv_path)
+        dataset = ImageTextDataset(CsvItems(table), preprocess, tokenizer, counter, replace_corrupt=False)
+        loader = _loader(
+            dataset, workers, batch_size=batch_size, shuffle=False, collate_fn=collate_skipping_none
+        )
+        num_batches = len(loader)
+    view = LoaderView(loader, num_batches, plan.num_samples, lambda: num_batches)
+    return DataInfo(view, plan.num_samples, num_batches, None, None, counter)

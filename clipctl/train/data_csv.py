@@ -1,0 +1,305 @@
+"""Map-style image-text data: CSV/TSV tables of image paths and captions, and the synthetic smoke-test set.
+
+Training draws batches from :class:`EpochBatchSampler`, a deterministic per-epoch permutation split across ranks
+(like ``DistributedSampler``, padded so every rank gets the same number of full batches). A corrupt or missing
+image is skipped and counted, and in training it is replaced by the next readable row, so every batch keeps
+its size on every rank (distributed losses gather equal-sized batches). Evaluation drops it instead, giving a
+smaller batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from clipctl.errors import ClipctlError, RunFailure
+from clipctl.train.data_common import SharedEpoch, SkipCounter, mix_seed, seeded_call
+
+log = logging.getLogger("clipctl.train.data")
+
+SEPARATOR_CANDIDATES = (",", "\t", ";", "|")
+_SEPARATOR_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+MAX_REPLACEMENT_TRIES = 64
+_CHECK_FIRST_ROWS = 5
+
+
+# ---- CSV tables ----
+@dataclass(frozen=True)
+class CsvTable:
+    path: str
+    image_paths: list[str]  # absolute
+    captions: list[str]
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+
+def _show_sep(sep: str) -> str:
+    return "'" + sep.encode("unicode_escape").decode() + "'"
+
+
+def _header_columns(first_line: str, sep: str) -> list[str]:
+    return [c.strip() for c in next(csv.reader([first_line], delimiter=sep))] if first_line else []
+
+
+def _guess_column(columns: Sequence[str], hints: Sequence[str]) -> str | None:
+    for hint in hints:
+        for col in columns:
+            if hint in col.lower():
+                return col
+    return None
+
+
+def check_csv_columns(path: str, sep: str, img_key: str, caption_key: str) -> None:
+    """Raise a message that names the separator and columns the file seems to use when the keys are absent."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            first_line = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClipctlError(f"cannot read CSV {path}: {exc}") from exc
+    wanted = [img_key, caption_key]
+    columns = _header_columns(first_line, sep)
+    missing = [k for k in wanted if k not in columns]
+    if not missing:
+        return
+    parsed = {s: _header_columns(first_line, s) for s in SEPARATOR_CANDIDATES}
+    fitting = [s for s in SEPARATOR_CANDIDATES if all(k in parsed[s] for k in wanted)]
+    widest = max(SEPARATOR_CANDIDATES, key=lambda s: len(parsed[s]))
+    detected = fitting[0] if fitting else (widest if len(parsed[widest]) > 1 else sep)
+    head = f"CSV {path} has no column {missing[0]!r} with separator {_show_sep(sep)}"
+    if fitting:
+        raise ClipctlError(
+            f"{head}; it looks {_SEPARATOR_NAMES[detected]}-separated with columns {parsed[detected]}: "
+            f"pass --csv-separator {_show_sep(detected)}"
+        )
+    advice = []
+    if detected != sep:
+        advice.append(f"--csv-separator {_show_sep(detected)}")
+        head += f"; it looks {_SEPARATOR_NAMES[detected]}-separated with columns {parsed[detected]}"
+    else:
+        head += f"; its columns are {parsed[detected]}"
+    cols = parsed[detected]
+    if img_key not in cols:
+        guess = _guess_column(cols, ("filepath", "path", "file", "image", "img", "url"))
+        advice.append(f"--csv-img-key {guess or '<column>'}")
+    if caption_key not in cols:
+        guess = _guess_column(cols, ("caption", "title", "text", "txt", "desc"))
+        advice.append(f"--csv-caption-key {guess or '<column>'}")
+    raise ClipctlError(f"{head}: pass {' '.join(advice)}")
+
+
+_TABLE_CACHE: dict[tuple, CsvTable] = {}
+
+
+def read_csv_table(path: str, sep: str, img_key: str, caption_key: str) -> CsvTable:
+    """Read and check a CSV/TSV once per process (validation and loader building share the result)."""
+    if not os.path.isfile(path):
+        raise ClipctlError(f"CSV file not found: {path}")
+    stat = os.stat(path)
+    cache_key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size, sep, img_key, caption_key)
+    if cache_key in _TABLE_CACHE:
+        return _TABLE_CACHE[cache_key]
+    check_csv_columns(path, sep, img_key, caption_key)
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            usecols=[img_key, caption_key],
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+        )
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ClipctlError(
+            f"cannot parse CSV {path} with separator {_show_sep(sep)}: {str(exc).splitlines()[0]}"
+        ) from exc
+    if len(frame) == 0:
+        raise ClipctlError(f"CSV {path} has a header but no rows")
+    rel = frame[img_key].tolist()
+    table = CsvTable(path, _resolve_image_paths(path, rel), frame[caption_key].tolist())
+    _TABLE_CACHE.clear()  # keep one table: they can be large
+    _TABLE_CACHE[cache_key] = table
+    return table
+
+
+def _resolve_image_paths(csv_path: str, rel: list[str]) -> list[str]:
+    """Relative paths are read from the CSV's folder; OpenCLIP read them from the working directory, so if only
+    that works for the first rows, use it and say so."""
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    head = [p for p in rel[:_CHECK_FIRST_ROWS]]
+    in_folder = [os.path.isfile(p if os.path.isabs(p) else os.path.join(folder, p)) for p in head]
+    base = folder
+    if not any(in_folder):
+        in_cwd = [os.path.isfile(os.path.abspath(p)) for p in head]
+        if any(in_cwd):
+            base = os.getcwd()
+            log.warning(
+                "image paths in %s are relative to the working directory, not the CSV's folder", csv_path
+            )
+        else:
+            first = head[0] if os.path.isabs(head[0]) else os.path.join(folder, head[0])
+            raise ClipctlError(
+                f"CSV {csv_path}: none of the first {len(head)} image files exist (first: {first}); "
+                f"relative paths are read from the CSV's folder {folder}"
+            )
+    return [p if os.path.isabs(p) else os.path.join(base, p) for p in rel]
+
+
+# ---- item sources ----
+class CsvItems:
+    def __init__(self, table: CsvTable):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def load(self, index: int) -> tuple[Image.Image, str]:
+        with Image.open(self.table.image_paths[index]) as img:
+            return img.convert("RGB"), self.table.captions[index]
+
+    def describe(self, index: int) -> str:
+        return self.table.image_paths[index]
+
+
+_COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 70, 220),
+    "yellow": (230, 210, 40),
+    "purple": (140, 50, 170),
+    "orange": (240, 140, 30),
+    "white": (240, 240, 240),
+    "black": (15, 15, 15),
+}
+_OBJECTS = ("square", "blob", "scene", "pattern", "texture")
+
+
+class SyntheticItems:
+    """Noisy solid-colour images whose caption names the colour, so a smoke run has something to learn."""
+
+    def __init__(self, num_samples: int, image_size: tuple[int, int], seed: int = 0):
+        self.num_samples, self.image_size, self.seed = num_samples, image_size, seed
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def load(self, index: int) -> tuple[Image.Image, str]:
+        g = torch.Generator().manual_seed(mix_seed(self.seed, index))
+        names = list(_COLORS)
+        color = names[int(torch.randint(len(names), (1,), generator=g))]
+        obj = _OBJECTS[int(torch.randint(len(_OBJECTS), (1,), generator=g))]
+        h, w = self.image_size
+        base = torch.tensor(_COLORS[color], dtype=torch.int16).view(1, 1, 3)
+        noise = torch.randint(-30, 31, (h, w, 3), generator=g, dtype=torch.int16)
+        pixels = (base + noise).clamp(0, 255).to(torch.uint8).numpy()
+        return Image.fromarray(pixels, "RGB"), f"a photo of a {color} {obj}"
+
+    def describe(self, index: int) -> str:
+        return f"synthetic #{index}"
+
+
+# ---- dataset + sampler ----
+class ImageTextDataset(torch.utils.data.Dataset):
+    """Preprocessed (image, tokens) pairs from an item source.
+
+    Indices may be ``(row, seed)`` pairs from :class:`EpochBatchSampler`; the seed fixes that sample's
+    augmentation. With ``replace_corrupt`` an unreadable row is replaced by the next readable one; otherwise
+    ``None`` is returned and :func:`collate_skipping_none` drops it.
+    """
+
+    def __init__(
+        self,
+        items: CsvItems | SyntheticItems,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        counter: SkipCounter | None = None,
+        replace_corrupt: bool = True,
+    ):
+        self.items, self.preprocess, self.tokenizer = items, preprocess, tokenizer
+        self.counter = counter or SkipCounter(0)
+        self.replace_corrupt = replace_corrupt
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        tries = MAX_REPLACEMENT_TRIES if self.replace_corrupt else 1
+        for attempt in range(tries):
+            row = (index + attempt) % len(self.items)
+            try:
+                image, caption = self.items.load(row)
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure to read one image skips that image only
+                self.counter.add(f"cannot read image {self.items.describe(row)}: {exc}")
+        else:
+            if not self.replace_corrupt:
+                return None
+            raise RunFailure(
+                f"{MAX_REPLACEMENT_TRIES} images in a row could not be read, starting at "
+                f"{self.items.describe(index)}; check the image paths and files"
+            )
+        pixels = self.preprocess(image) if seed is None else seeded_call(self.preprocess, image, seed)
+        return pixels, self.tokenizer([str(caption)])[0]
+
+
+def collate_skipping_none(batch: list[Any]) -> Any:
+    kept = [b for b in batch if b is not None]
+    if not kept:
+        return None
+    return torch.utils.data.default_collate(kept)
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``(row, seed)`` for one rank: a permutation fixed by (seed, epoch), padded to divide evenly
+    among ranks, cut into full batches; in ``resume_epoch`` it starts at batch ``skip_batches``."""
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        *,
+        seed: int,
+        shared_epoch: SharedEpoch,
+        rank: int = 0,
+        world_size: int = 1,
+        resume_epoch: int = -1,
+        skip_batches: int = 0,
+    ):
+        self.num_items, self.batch_size = num_items, batch_size
+        self.seed, self.shared_epoch = seed, shared_epoch
+        self.rank, self.world_size = rank, world_size
+        self.resume_epoch, self.skip_batches = resume_epoch, skip_batches
+        self.per_rank = -(-num_items // world_size)
+        self.num_batches = self.per_rank // batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.shared_epoch.set(epoch)
+
+    def start_batch(self, epoch: int | None = None) -> int:
+        epoch = self.shared_epoch.get() if epoch is None else epoch
+        return min(self.skip_batches, self.num_batches) if epoch == self.resume_epoch else 0
+
+    def __len__(self) -> int:
+        return self.num_batches - self.start_batch()
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.shared_epoch.get()
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+        order = torch.randperm(self.num_items, generator=g).tolist()
+        total = self.per_rank * self.world_size
+        order += order[: total - len(order)]  # pad by wrapping, as DistributedSampler does
+        mine = order[self.rank : total : self.world_size]
+        for b in range(self.start_batch(epoch), self.num_batches):
+            rows = mine[b * self.batch_size : (b + 1) * self.batch_size]
+            first = b * self.batch_size
+            yield [(row, mix_seed(self.seed, epoch, self.rank, first + i)) for i, row in enumerate(rows)]

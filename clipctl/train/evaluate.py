@@ -1,0 +1,153 @@
+"""Evaluation during training: zero-shot ImageNet(-V2) top-1/top-5 and val-data retrieval metrics + val loss.
+
+The metric code lives in ``clipctl.eval`` (shared with ``clipctl zeroshot`` / ``clipctl eval``); this module
+only decides what to run when, feeds it the training model, and names results as OpenCLIP's trainer did
+(``imagenet-zeroshot-val-top1``, ``clip_val_loss``, ``image_to_text_R@1`` ...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipctl.config.run import TrainConfig
+from clipctl.errors import ClipctlError
+from clipctl.train.step import PrecisionPlan, autocast, unwrap_model
+
+
+def should_run(frequency: int, epoch: int, epochs: int) -> bool:
+    """``epoch`` is the number of completed epochs; 0 (before training) never runs."""
+    if frequency <= 0 or epoch <= 0:
+        return False
+    return epoch % frequency == 0 or epoch == epochs
+
+
+def check_eval_paths(cfg: TrainConfig) -> None:
+    for flag, path in (("--imagenet-val", cfg.imagenet_val), ("--imagenet-v2", cfg.imagenet_v2)):
+        if path is not None and not os.path.isdir(path):
+            raise ClipctlError(f"{flag} {path} is not a folder (expected one sub-folder of images per class)")
+
+
+def _image_folder(path: str, preprocess: Any) -> torch.utils.data.Dataset:
+    from torchvision.datasets import ImageFolder
+
+    folder = ImageFolder(path, transform=preprocess)
+    names = [d.name for d in os.scandir(path) if d.is_dir()]
+    if names and all(n.isdigit() for n in names):
+        # ImageNet-V2 names its class folders 0..999: sort them as numbers, not strings ("10" < "2")
+        order = {str(n): int(n) for n in names}
+        folder.samples = [(p, order[folder.classes[c]]) for p, c in folder.samples]
+        folder.targets = [c for _, c in folder.samples]
+    return folder
+
+
+def zero_shot_metrics(
+    model: nn.Module,
+    cfg: TrainConfig,
+    preprocess_val: Any,
+    tokenizer: Any,
+    *,
+    device: torch.device,
+    plan: PrecisionPlan,
+) -> dict[str, float]:
+    from clipctl.eval.classification import evaluate_zero_shot
+    from clipctl.eval.zeroshot import build_zero_shot_classifier
+    from clipctl.eval.zeroshot_metadata import IMAGENET_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
+
+    model = unwrap_model(model)
+    targets = [
+        (n, p)
+        for n, p in (
+            ("imagenet-zeroshot-val", cfg.imagenet_val),
+            ("imagenetv2-zeroshot-val", cfg.imagenet_v2),
+        )
+        if p
+    ]
+    if not targets:
+        return {}
+    model.eval()
+    with torch.no_grad(), autocast(plan, device):
+        classifier = build_zero_shot_classifier(
+            model,
+            tokenizer,
+            IMAGENET_CLASSNAMES,
+            OPENAI_IMAGENET_TEMPLATES,
+            num_classes_per_batch=10,
+            device=device,
+        )
+    results: dict[str, float] = {}
+    for prefix, path in targets:
+        loader = torch.utils.data.DataLoader(
+            _image_folder(path, preprocess_val), batch_size=cfg.batch_size, num_workers=cfg.workers
+        )
+        scores = evaluate_zero_shot(
+            model, loader, classifier, device=device, autocast_dtype=plan.autocast_dtype
+        )
+        results[f"{prefix}-top1"] = float(scores["top1"])
+        results[f"{prefix}-top5"] = float(scores["top5"])
+    return results
+
+
+def val_metrics(
+    model: nn.Module,
+    val_data: Any,
+    *,
+    device: torch.device,
+    plan: PrecisionPlan,
+) -> dict[str, float]:
+    """Mean contrastive val loss (batch-size weighted) and retrieval ranks over the whole val set."""
+    from clipctl.eval.retrieval import retrieval_metrics
+
+    model = unwrap_model(model)
+    model.eval()
+    image_feats, text_feats = [], []
+    loss_sum, count = 0.0, 0
+    logit_scale = None
+    with torch.no_grad():
+        for images, texts in val_data.dataloader:
+            images = images.to(device=device, dtype=plan.input_dtype)
+            texts = texts.to(device=device)
+            with autocast(plan, device):
+                out = model(images, texts)
+            out = (
+                out
+                if isinstance(out, dict)
+                else dict(zip(("image_features", "text_features", "logit_scale"), out))
+            )
+            img, txt = out["image_features"].float(), out["text_features"].float()
+            logit_scale = out["logit_scale"].float().mean()
+            logits = logit_scale * img @ txt.T
+            labels = torch.arange(len(img), device=device)
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            loss_sum += float(loss) * len(img)
+            count += len(img)
+            image_feats.append(img.cpu())
+            text_feats.append(txt.cpu())
+    if count == 0:
+        return {}
+    metrics = retrieval_metrics(
+        torch.cat(image_feats),
+        torch.cat(text_feats),
+        logit_scale=None if logit_scale is None else logit_scale.cpu(),
+    )
+    results = {k: float(v) for k, v in metrics.items()}
+    results["clip_val_loss"] = loss_sum / count
+    results["num_samples"] = count
+    return results
+
+
+def write_results_jsonl(run_dir: Path | None, record: dict[str, Any]) -> None:
+    """OpenCLIP appended eval results to checkpoints/results.jsonl; keep that file for its users' scripts."""
+    if run_dir is None:
+        return
+    import json
+
+    path = run_dir / "checkpoints" / "results.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,168 @@
+"""One optimizer step, in the order it happens: forward under autocast, loss, backward, clip, step, clamp.
+
+With ``accum_freq > 1`` the step takes that many micro-batches. As in OpenCLIP, it first embeds all of them
+without gradients, then re-runs each micro-batch with gradients and computes the loss over the whole
+accumulated batch (fresh features for this micro-batch, cached ones for the others), so the contrastive loss
+sees every negative of the accumulated batch, and the summed gradients equal those of one big batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+LOGIT_SCALE_MAX = math.log(100)
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How a ``--precision`` value runs on a device: autocast dtype, input dtype, grad scaler."""
+
+    precision: str
+    autocast_dtype: torch.dtype | None
+    input_dtype: torch.dtype | None
+    use_grad_scaler: bool
+    model_precision: str  # what create_model casts the weights to
+    note: str = ""
+
+
+def plan_precision(precision: str, device: torch.device) -> PrecisionPlan:
+    on_cpu = device.type == "cpu"
+    if precision == "amp":
+        if on_cpu:
+            # fp16 autocast on CPU is ~13x slower than fp32 (measured with OpenCLIP's trainer on 2 cores).
+            return PrecisionPlan(
+                precision,
+                None,
+                None,
+                False,
+                "fp32",
+                "precision 'amp' (fp16 autocast) is very slow on CPU; training in fp32 instead",
+            )
+        return PrecisionPlan(precision, torch.float16, None, True, "fp32")
+    if precision in ("amp_bf16", "amp_bfloat16"):
+        return PrecisionPlan(precision, torch.bfloat16, None, False, "fp32")
+    if precision in ("fp16", "pure_fp16"):
+        return PrecisionPlan(precision, None, torch.float16, False, precision)
+    if precision in ("bf16", "pure_bf16"):
+        return PrecisionPlan(precision, None, torch.bfloat16, False, precision)
+    return PrecisionPlan(precision, None, None, False, "fp32")
+
+
+def autocast(plan: PrecisionPlan, device: torch.device) -> contextlib.AbstractContextManager:
+    if plan.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=plan.autocast_dtype)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DDP
+
+
+def _as_dict(output: object) -> dict[str, torch.Tensor]:
+    if isinstance(output, dict):
+        return output
+    keys = ("image_features", "text_features", "logit_scale", "logit_bias")
+    return dict(zip(keys, output))  # type: ignore[arg-type]
+
+
+def teacher_outputs(teacher: nn.Module, images: torch.Tensor, texts: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        out = _as_dict(teacher(images, texts))
+    return {f"dist_{k}": v for k, v in out.items() if v is not None}
+
+
+@dataclass
+class StepResult:
+    losses: dict[str, torch.Tensor]  # detached, on device
+    finite: torch.Tensor  # bool scalar on device; checked lazily to avoid a sync every step
+    grad_norm: torch.Tensor | None = None
+
+
+def train_step(
+    model: nn.Module,
+    micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    plan: PrecisionPlan,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip_norm: float | None = None,
+    teacher: nn.Module | None = None,
+    before_optimizer_step: Callable[[], None] | None = None,
+) -> StepResult:
+    """Run one optimizer step over ``micro_batches`` (one batch unless accumulating)."""
+    model.train()
+    batches = [
+        (
+            images.to(device=device, dtype=plan.input_dtype, non_blocking=True),
+            texts.to(device=device, non_blocking=True),
+        )
+        for images, texts in micro_batches
+    ]
+    optimizer.zero_grad(set_to_none=True)
+
+    if len(batches) == 1:
+        images, texts = batches[0]
+        with autocast(plan, device):
+            out = _as_dict(model(images, texts))
+            if teacher is not None:
+                out.update(teacher_outputs(teacher, images, texts))
+            losses = loss_fn(**out, output_dict=True)
+            total = sum(losses.values())
+        _backward(total, scaler)
+    else:
+        cached: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for images, texts in batches:
+                with autocast(plan, device):
+                    out = _as_dict(model(images, texts))
+                for key, value in out.items():
+                    if key not in ("logit_scale", "logit_bias") and value is not None:
+                        cached.setdefault(key, []).append(value)
+        total = None
+        for j, (images, texts) in enumerate(batches):
+            with autocast(plan, device):
+                out = _as_dict(model(images, texts))
+                inputs = {k: v for k, v in out.items() if k in ("logit_scale", "logit_bias")}
+                for key, values in cached.items():
+                    inputs[key] = torch.cat(values[:j] + [out[key]] + values[j + 1 :])
+                losses = loss_fn(**inputs, output_dict=True)
+                total = sum(losses.values())
+            _backward(total, scaler)
+
+    if before_optimizer_step is not None:
+        before_optimizer_step()
+    grad_norm = None
+    if scaler is not None:
+        if grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        if grad_clip_norm is not None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+        optimizer.step()
+
+    # the temperature must stay in [1, 100]: beyond that the logits overflow and training diverges
+    with torch.no_grad():
+        unwrap_model(model).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+
+    detached = {k: v.detach() for k, v in losses.items()}
+    detached["loss"] = total.detach()
+    return StepResult(losses=detached, finite=torch.isfinite(detached["loss"]), grad_norm=grad_norm)
+
+
+def _backward(total: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    if scaler is not None:
+        scaler.scale(total).backward()
+    else:
+        total.backward()

@@ -1,0 +1,587 @@
+"""The training job: ``preflight`` (checks, no side effects), then ``Trainer.setup()`` and ``Trainer.train()``.
+
+Usable from Python without the CLI::
+
+    from clipctl.config.run import resolve_run_config
+    from clipctl.train.trainer import Trainer, preflight
+
+    cfg = resolve_run_config("tiny_cpu", {"train_data": "shards/{00000..00003}.tar"}, [])
+    preflight(cfg)
+    trainer = Trainer(cfg)
+    trainer.setup()
+    trainer.train()
+
+The loop in :meth:`Trainer.train` is the whole order of events: fetch micro-batches, set the learning rate,
+``train_step`` (forward, loss, backward, clip, step, clamp), log, checkpoint; evaluate at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clipctl.config.run import TrainConfig, dump_run_config, report_targets
+from clipctl.errors import ClipctlError, RunFailure
+from clipctl.train import checkpointing as ckpt_io
+from clipctl.train.distributed import DistEnv, barrier, cleanup, init_distributed, world_from_env
+from clipctl.train.run_log import MetricsSink, Progress, check_reporters, setup_text_logging
+from clipctl.train.step import plan_precision, train_step, unwrap_model
+
+logger = logging.getLogger("clipctl.train")
+
+
+def run_dir_of(cfg: TrainConfig) -> Path | None:
+    if str(cfg.logs).lower() == "none":
+        return None
+    return Path(cfg.logs) / str(cfg.name)
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+
+
+def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
+    """Every check that needs no process group and no model: data, names, files, folders, optional packages.
+
+    Raises ClipctlError (one line, exit 2) on the first problem.
+    """
+    from clipctl.config.resolver import resolve_model
+    from clipctl.train.data import validate_data_config
+    from clipctl.train.evaluate import check_eval_paths
+
+    if world_size is None:
+        world_size = world_from_env()[2]
+    run_dir = run_dir_of(cfg)
+    if run_dir is not None and run_dir.exists() and cfg.resume is None and any(run_dir.iterdir()):
+        raise ClipctlError(
+            f"run folder {run_dir} already exists: continue it with `clipctl resume {run_dir}`, "
+            "or pick another --name"
+        )
+    if cfg.resume not in (None, "latest") and not Path(cfg.resume).is_file():
+        raise ClipctlError(f"--resume {cfg.resume}: no such checkpoint file (or pass --resume latest)")
+    if cfg.pretrained and _looks_like_path(cfg.pretrained) and not Path(cfg.pretrained).is_file():
+        raise ClipctlError(f"--pretrained {cfg.pretrained}: no such weights file")
+    resolve_model(
+        cfg.model,
+        cfg.pretrained or None,
+        force_quick_gelu=cfg.force_quick_gelu,
+        force_custom_text=cfg.force_custom_text,
+        force_context_length=cfg.force_context_length,
+    )
+    if cfg.distill_model:
+        if _looks_like_path(cfg.distill_pretrained) and not Path(cfg.distill_pretrained).is_file():
+            raise ClipctlError(f"teacher weights {cfg.distill_pretrained}: no such file")
+        resolve_model(cfg.distill_model, cfg.distill_pretrained)
+    check_reporters(report_targets(cfg.report_to))
+    if cfg.use_bnb_linear and importlib.util.find_spec("bitsandbytes") is None:
+        raise ClipctlError("--use-bnb-linear needs bitsandbytes: pip install bitsandbytes")
+    if cfg.remote_sync:
+        if cfg.remote_sync_protocol == "s3" and shutil.which("aws") is None:
+            raise ClipctlError(
+                "--remote-sync with s3 needs the aws command line tool on PATH (pip install awscli)"
+            )
+        if cfg.remote_sync_protocol == "fsspec" and importlib.util.find_spec("fsspec") is None:
+            raise ClipctlError("--remote-sync-protocol fsspec needs fsspec: pip install fsspec")
+    check_eval_paths(cfg)
+    validate_data_config(cfg, world_size=world_size)
+
+
+def _image_size_arg(sizes: list[int]) -> int | tuple[int, int] | None:
+    if not sizes:
+        return None
+    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+
+def _replace_linears_with_bnb(model: nn.Module, class_name: str) -> None:
+    import bitsandbytes as bnb  # noqa: F401 - presence checked in preflight
+
+    from bitsandbytes.nn import triton_based_modules
+
+    linear_cls = getattr(triton_based_modules, class_name, None)
+    if linear_cls is None:
+        raise ClipctlError(f"bitsandbytes has no linear class {class_name!r}")
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if child_name in ("c_fc", "c_proj") and isinstance(child, nn.Linear):
+                replacement = linear_cls(child.in_features, child.out_features, bias=child.bias is not None)
+                replacement.weight.data.copy_(child.weight.data)
+                if child.bias is not None:
+                    replacement.bias.data.copy_(child.bias.data)
+                setattr(parent, child_name, replacement)
+
+
+class Trainer:
+    """A training run. ``setup()`` builds everything (process group, model, data, optimizer, resume state);
+    ``train()`` runs the remaining epochs; ``save_checkpoint()`` writes the current state."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.env: DistEnv | None = None
+        self.run_dir = run_dir_of(cfg)
+        self.start_epoch = 0
+        self.global_step = 0
+        self.skip_batches = 0
+        self.last_checkpoint: Path | None = None
+        self.history: list[dict[str, Any]] = []
+
+    # ---- setup -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.env = env = init_distributed(
+            device=cfg.device,
+            dist_backend=cfg.dist_backend,
+            dist_url=cfg.dist_url,
+            no_set_device_rank=cfg.no_set_device_rank,
+        )
+        self.plan = plan_precision(cfg.precision, env.device)
+        self._seed(cfg.seed + env.rank)
+        self._setup_run_dir()
+        if self.plan.note and env.is_master:
+            logger.warning(self.plan.note)
+        self._build_model()
+        resume_ckpt = self._find_resume_checkpoint()
+        self._build_optimizer()
+        if resume_ckpt is not None:
+            self._load_resume_state(resume_ckpt)
+        self._wrap_model()
+        self._build_data()
+        from clipctl.models.losses import create_loss
+        from clipctl.train.optim import build_schedule
+
+        self.loss_fn = create_loss(cfg, self.model)
+        self.steps_per_epoch = self.data.num_batches // cfg.accum_freq
+        if self.steps_per_epoch < 1:
+            raise ClipctlError(
+                f"an epoch has {self.data.num_batches} batches, fewer than --accum-freq {cfg.accum_freq}"
+            )
+        self.schedule = build_schedule(cfg, self.steps_per_epoch)
+        self.sink = MetricsSink(
+            self.run_dir,
+            targets=report_targets(cfg.report_to),
+            config=cfg.to_dict(),
+            enabled=env.is_master,
+            wandb_project=cfg.wandb_project_name,
+            wandb_notes=cfg.wandb_notes,
+            resuming=resume_ckpt is not None,
+        )
+        self.progress = Progress(enabled=env.is_master)
+        self.remote_sync = None
+        if cfg.remote_sync and env.is_master and self.run_dir is not None:
+            from clipctl.train.remote_sync import RemoteSync
+
+            self.remote_sync = RemoteSync(
+                self.run_dir, cfg.remote_sync, cfg.remote_sync_protocol, cfg.remote_sync_frequency
+            )
+            self.remote_sync.start()
+
+    def _seed(self, seed: int) -> None:
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            import numpy as np
+
+            np.random.seed(seed % 2**32)
+        except ImportError:
+            pass
+
+    def _setup_run_dir(self) -> None:
+        env, cfg = self.env, self.cfg
+        log_file = None
+        if self.run_dir is not None:
+            if env.is_master:
+                (self.run_dir / ckpt_io.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+                tmp = self.run_dir / ".config.yaml.tmp"
+                tmp.write_text(dump_run_config(cfg), encoding="utf-8")
+                os.replace(tmp, self.run_dir / "config.yaml")
+            barrier(env)
+            if env.is_master:
+                log_file = self.run_dir / "out.log"
+            elif cfg.log_local:
+                log_file = self.run_dir / f"out-rank{env.rank}.log"
+        setup_text_logging(log_file, debug=cfg.debug, rank=env.rank, console=env.is_master)
+        if env.is_master:
+            where = f" in {self.run_dir}" if self.run_dir is not None else ""
+            logger.info(
+                f"run {cfg.name}{where}: {env.world_size} process(es) on {env.device}, precision {cfg.precision}"
+            )
+
+    def _build_model(self) -> None:
+        from clipctl.api import create_model, create_model_and_transforms, get_tokenizer
+
+        cfg, env = self.cfg, self.env
+        model_kwargs: dict[str, Any] = {}
+        if cfg.siglip:
+            model_kwargs.update(init_logit_scale=float(torch.log(torch.tensor(10.0))), init_logit_bias=-10.0)
+        model, self.preprocess_train, self.preprocess_val = create_model_and_transforms(
+            cfg.model,
+            cfg.pretrained or None,
+            precision=self.plan.model_precision,
+            device=env.device,
+            force_quick_gelu=cfg.force_quick_gelu,
+            force_custom_text=cfg.force_custom_text,
+            force_patch_dropout=cfg.force_patch_dropout,
+            force_image_size=_image_size_arg(cfg.force_image_size),
+            force_context_length=cfg.force_context_length,
+            pretrained_image=cfg.pretrained_image,
+            image_mean=tuple(cfg.image_mean) or None,
+            image_std=tuple(cfg.image_std) or None,
+            image_interpolation=cfg.image_interpolation,
+            image_resize_mode=cfg.image_resize_mode,
+            aug_cfg=cfg.aug_cfg or None,
+            output_dict=True,
+            cache_dir=cfg.cache_dir,
+            **model_kwargs,
+        )
+        if cfg.hf_tokenizer_name:
+            from clipctl.tokenizer import HFTokenizer
+
+            self.tokenizer = HFTokenizer(cfg.hf_tokenizer_name, context_length=model.context_length)
+        else:
+            self.tokenizer = get_tokenizer(
+                cfg.model, context_length=cfg.force_context_length, cache_dir=cfg.cache_dir
+            )
+        if cfg.lock_image:
+            model.lock_image_tower(
+                unlocked_groups=cfg.lock_image_unlocked_groups, freeze_bn_stats=cfg.lock_image_freeze_bn_stats
+            )
+        if cfg.lock_text:
+            model.lock_text_tower(
+                unlocked_layers=cfg.lock_text_unlocked_layers,
+                freeze_layer_norm=cfg.lock_text_freeze_layer_norm,
+            )
+        if cfg.grad_checkpointing:
+            model.set_grad_checkpointing(True)
+        if cfg.use_bnb_linear:
+            _replace_linears_with_bnb(model, cfg.use_bnb_linear)
+            model.to(env.device)
+        self.model = model
+        self.teacher = None
+        if cfg.distill_model:
+            teacher = create_model(
+                cfg.distill_model,
+                cfg.distill_pretrained,
+                precision=self.plan.model_precision,
+                device=env.device,
+                output_dict=True,
+                cache_dir=cfg.cache_dir,
+            )
+            teacher.eval()
+            teacher.requires_grad_(False)
+            self.teacher = teacher
+        if env.is_master:
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            total = sum(p.numel() for p in model.parameters())
+            logger.info(f"model {cfg.model}: {total / 1e6:.2f}M parameters, {trainable / 1e6:.2f}M trainable")
+
+    def _find_resume_checkpoint(self) -> Path | None:
+        cfg = self.cfg
+        if cfg.resume is None:
+            return None
+        if cfg.resume == "latest":
+            path = ckpt_io.find_latest_checkpoint(self.run_dir) if self.run_dir is not None else None
+            if path is None and self.env.is_master:
+                logger.info("--resume latest: no checkpoint yet, starting from scratch")
+            return path
+        return Path(cfg.resume)
+
+    def _build_optimizer(self) -> None:
+        from clipctl.train.optim import build_optimizer
+
+        self.optimizer = build_optimizer(self.cfg, self.model)
+        self.scaler = torch.amp.GradScaler(self.env.device.type) if self.plan.use_grad_scaler else None
+
+    def _load_resume_state(self, path: Path) -> None:
+        ckpt = ckpt_io.load_for_resume(path)
+        model = self.model
+        if "epoch" not in ckpt:
+            # a bare state dict: weights only, as OpenCLIP
+            model.load_state_dict(ckpt_io.strip_module_prefix(ckpt))
+            logger.info(f"loaded weights from {path} (no training state in it)")
+            return
+        try:
+            model.load_state_dict(ckpt_io.strip_module_prefix(ckpt["state_dict"]))
+        except RuntimeError as err:
+            raise ClipctlError(
+                f"checkpoint {path} does not fit model {self.cfg.model}: {str(err).splitlines()[1].strip()}"
+            ) from err
+        if "optimizer" in ckpt:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.skip_batches = int(ckpt.get("batch_in_epoch", 0))
+        self.global_step = int(ckpt.get("step", 0))
+        if self.env.rank == 0:
+            ckpt_io.set_rng_state(ckpt.get("rng"))
+        self.last_checkpoint = path
+        where = f", batch {self.skip_batches}" if self.skip_batches else ""
+        logger.info(f"resumed from {path} (epoch {self.start_epoch}{where}, step {self.global_step})")
+
+    def _wrap_model(self) -> None:
+        cfg, env = self.cfg, self.env
+        if env.distributed:
+            if cfg.use_bn_sync:
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            device_ids = [env.device] if env.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids, static_graph=cfg.ddp_static_graph
+            )
+        if cfg.torchcompile:
+            self.model = torch.compile(self.model)
+
+    def _build_data(self) -> None:
+        from clipctl.train.data import build_train_data, build_val_data
+
+        cfg, env = self.cfg, self.env
+        self.data = build_train_data(
+            cfg,
+            self.preprocess_train,
+            self.tokenizer,
+            epoch=self.start_epoch,
+            rank=env.rank,
+            world_size=env.world_size,
+            skip_batches=self.skip_batches,
+        )
+        self.val_data = build_val_data(cfg, self.preprocess_val, self.tokenizer) if env.is_master else None
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, *, epoch: int, batch_in_epoch: int, files: list[str]) -> Path | None:
+        """Write the current state to ``files`` (names under checkpoints/) on rank 0; every rank must call it."""
+        if self.run_dir is None or not files:
+            return None
+        path = None
+        if self.env.is_master:
+            state = ckpt_io.build_checkpoint(
+                model_state=unwrap_model(self.model).state_dict(),
+                optimizer=self.optimizer,
+                scaler=self.scaler,
+                epoch=epoch,
+                step=self.global_step,
+                batch_in_epoch=batch_in_epoch,
+                name=str(self.cfg.name),
+                config=self.cfg.to_dict(),
+            )
+            folder = self.run_dir / ckpt_io.CHECKPOINT_DIR
+            for name in files:
+                path = ckpt_io.save(state, folder / name)
+            self.last_checkpoint = path
+            logger.info(f"saved {', '.join(files)} (epoch {epoch}, step {self.global_step})")
+        barrier(self.env)
+        return path
+
+    def _epoch_end_files(self, completed: int) -> list[str]:
+        cfg = self.cfg
+        files = []
+        if completed == cfg.epochs or completed % cfg.save_frequency == 0:
+            files.append(f"epoch_{completed}.pt")
+        if cfg.save_most_recent:
+            files.append("epoch_latest.pt")
+        return files
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        cfg, env = self.cfg, self.env
+        try:
+            if self.start_epoch >= cfg.epochs:
+                logger.info(f"nothing to do: the checkpoint already finished {cfg.epochs} epoch(s)")
+                return {}
+            for epoch in range(self.start_epoch, cfg.epochs):
+                self._train_epoch(epoch)
+                completed = epoch + 1
+                files = self._epoch_end_files(completed)
+                self.save_checkpoint(epoch=completed, batch_in_epoch=0, files=files)
+                if env.is_master and self.run_dir is not None:
+                    if cfg.delete_previous_checkpoint:
+                        previous = self.run_dir / ckpt_io.CHECKPOINT_DIR / f"epoch_{completed - 1}.pt"
+                        previous.unlink(missing_ok=True)
+                    if files:
+                        ckpt_io.prune_step_checkpoints(self.run_dir / ckpt_io.CHECKPOINT_DIR, keep=Path())
+                self._evaluate(completed)
+            skipped = self.data.skipped()
+            if env.is_master and skipped:
+                logger.warning(f"skipped {skipped} corrupt or unreadable sample(s) during training")
+            return self.history[-1] if self.history else {}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if getattr(self, "progress", None) is not None:
+            self.progress.stop()
+        if getattr(self, "remote_sync", None) is not None:
+            self.remote_sync.stop()
+            self.remote_sync = None
+        if getattr(self, "sink", None) is not None:
+            self.sink.close()
+        if self.env is not None:
+            cleanup(self.env)
+
+    def _train_epoch(self, epoch: int) -> None:
+        cfg, env = self.cfg, self.env
+        data = self.data
+        data.set_epoch(epoch)
+        batch_index = data.start_batch(epoch)
+        self.progress.start_epoch(epoch, self.steps_per_epoch, batch_index // cfg.accum_freq)
+        samples_per_step = cfg.batch_size * env.world_size * cfg.accum_freq
+        nonfinite = torch.zeros((), dtype=torch.bool, device=env.device)
+        window_start, window_steps = time.perf_counter(), 0
+        epoch_start_step = self.global_step
+        micro: list[tuple[torch.Tensor, torch.Tensor]] = []
+        result = None
+        for images, texts in data.dataloader:
+            micro.append((images, texts))
+            batch_index += 1
+            if len(micro) < cfg.accum_freq:
+                continue
+            lr = self.schedule.apply(self.optimizer, self.global_step) if self.schedule else cfg.lr
+            result = train_step(
+                self.model,
+                micro,
+                self.loss_fn,
+                self.optimizer,
+                plan=self.plan,
+                device=env.device,
+                scaler=self.scaler,
+                grad_clip_norm=cfg.grad_clip_norm,
+                teacher=self.teacher,
+            )
+            micro = []
+            self.global_step += 1
+            window_steps += 1
+            nonfinite |= ~result.finite
+            step_in_epoch = batch_index // cfg.accum_freq
+            last_of_epoch = step_in_epoch >= self.steps_per_epoch
+            if self.global_step % cfg.log_every_n_steps == 0 or last_of_epoch:
+                self._check_finite(nonfinite, epoch)
+                elapsed = time.perf_counter() - window_start
+                rate = samples_per_step * window_steps / max(elapsed, 1e-9)
+                self._log_step(epoch, step_in_epoch, lr, result, rate)
+                window_start, window_steps = time.perf_counter(), 0
+            if (
+                cfg.save_every_n_steps
+                and self.global_step % cfg.save_every_n_steps == 0
+                and not last_of_epoch
+                and self.run_dir is not None
+            ):
+                self._check_finite(nonfinite, epoch)
+                name = f"step_{self.global_step}.pt"
+                files = [name] + (["epoch_latest.pt"] if cfg.save_most_recent else [])
+                saved = self.save_checkpoint(epoch=epoch, batch_in_epoch=batch_index, files=files)
+                if env.is_master and saved is not None:
+                    ckpt_io.prune_step_checkpoints(
+                        self.run_dir / ckpt_io.CHECKPOINT_DIR,
+                        keep=self.run_dir / ckpt_io.CHECKPOINT_DIR / name,
+                    )
+            self.progress.update(
+                step_in_epoch,
+                f"loss {float(result.losses['loss']):.4f} lr {lr:.2e}"
+                if env.device.type == "cpu"
+                else f"lr {lr:.2e}",
+            )
+            if last_of_epoch:
+                break
+        self._check_finite(nonfinite, epoch)
+        self.progress.stop()
+        if self.global_step == epoch_start_step and env.is_master:
+            logger.warning(f"epoch {epoch} produced no training step (is the data empty?)")
+
+    def _check_finite(self, nonfinite: torch.Tensor, epoch: int) -> None:
+        if bool(nonfinite.item()):
+            last = (
+                f"the last good checkpoint is {self.last_checkpoint}"
+                if self.last_checkpoint
+                else "no checkpoint was saved"
+            )
+            raise RunFailure(
+                f"loss became NaN or infinite by step {self.global_step} (epoch {epoch}); stopped without saving "
+                f"({last}); try a lower --lr, --grad-clip-norm, or --precision amp_bf16"
+            )
+
+    def _log_step(self, epoch: int, step_in_epoch: int, lr: float, result: Any, rate: float) -> None:
+        if not self.env.is_master:
+            return
+        losses = {k: float(v) for k, v in result.losses.items()}
+        scale = float(unwrap_model(self.model).logit_scale.exp())
+        record = {
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "lr": lr,
+            "samples_per_second": round(rate, 2),
+            "logit_scale": scale,
+            **losses,
+        }
+        total_steps = self.steps_per_epoch * self.cfg.epochs
+        eta = (
+            (total_steps - self.global_step)
+            * self.cfg.batch_size
+            * self.env.world_size
+            * self.cfg.accum_freq
+            / max(rate, 1e-9)
+        )
+        loss_text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        logger.info(
+            f"epoch {epoch} step {step_in_epoch}/{self.steps_per_epoch} (global {self.global_step}) | {loss_text} | "
+            f"lr {lr:.3e} | {rate:.1f} samples/s | logit_scale {scale:.2f} | ETA {_duration(eta)}"
+        )
+        self.sink.write("train", self.global_step, record)
+
+    def _evaluate(self, completed: int) -> None:
+        cfg, env = self.cfg, self.env
+        from clipctl.train.evaluate import should_run, val_metrics, write_results_jsonl, zero_shot_metrics
+
+        results: dict[str, Any] = {}
+        if env.is_master:
+            if should_run(cfg.zeroshot_frequency, completed, cfg.epochs) and (
+                cfg.imagenet_val or cfg.imagenet_v2
+            ):
+                results.update(
+                    zero_shot_metrics(
+                        self.model,
+                        cfg,
+                        self.preprocess_val,
+                        self.tokenizer,
+                        device=env.device,
+                        plan=self.plan,
+                    )
+                )
+            if self.val_data is not None and should_run(cfg.val_frequency, completed, cfg.epochs):
+                results.update(val_metrics(self.model, self.val_data, device=env.device, plan=self.plan))
+            if results:
+                results["epoch"] = completed
+                logger.info(
+                    "eval epoch %d: %s",
+                    completed,
+                    ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float)),
+                )
+                self.sink.write("val", self.global_step, results)
+                write_results_jsonl(self.run_dir, results)
+                self.history.append(results)
+        barrier(env)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def run_training(cfg: TrainConfig) -> Trainer:
+    """preflight + setup + train: what ``clipctl train`` does. Returns the finished Trainer."""
+    preflight(cfg)
+    trainer = Trainer(cfg)
+    try:
+        trainer.setup()
+    except BaseException:
+        trainer.close()
+        raise
+    trainer.train()
+    return trainer
