@@ -114,11 +114,11 @@ def create_model(
         if weights_path is not None:
             load_checkpoint(model, weights_path, strict=True, weights_only=weights_only)
         model.to(device=device)
-    _apply_precision(model, precision)
-    if reparameterize:
+    if reparameterize:  # fuse in float32, before any cast, so the merged kernels lose nothing
         from clipctl.models.unireplknet import reparameterize_model
 
         reparameterize_model(model)
+    _apply_precision(model, precision)
 
     preprocess = dict(resolved.preprocess_cfg)
     image_size = getattr(model.visual, "image_size", None)

@@ -1,0 +1,1 @@
+complete --command clipctl --no-files --arguments "(env _CLIPCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) clipctl)" --condition "env _CLIPCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) clipctl"
