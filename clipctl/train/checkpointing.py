@@ -7,13 +7,16 @@ and is the current epoch index with ``batch_in_epoch > 0`` for a mid-epoch check
 ``module.`` prefix. Files are written to a temporary name and renamed, so a crash never leaves a partial one.
 
 Files under ``runs/NAME/checkpoints/``: ``epoch_K.pt`` at the end of epoch K (``--save-frequency``),
-``epoch_latest.pt`` (``--save-most-recent``), and ``step_S.pt`` for ``--save-every-n-steps`` (only the newest is
-kept).
+``step_S.pt`` for ``--save-every-n-steps`` (only the newest is kept), and ``epoch_latest.pt``, the newest
+checkpoint written (a hard link to it, so it costs no second write; with ``--save-most-recent`` it is also
+written at the end of epochs that ``--save-frequency`` skips).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,22 @@ def build_checkpoint(
 
 def save(ckpt: dict[str, Any], path: Path) -> Path:
     return save_checkpoint_atomic(ckpt, path)
+
+
+def save_as(ckpt: dict[str, Any], folder: Path, names: list[str]) -> Path:
+    """Write ``ckpt`` once under ``names[0]`` and give it the other names too (hard links where the file
+    system has them, else copies); every name appears atomically. Returns the first path."""
+    first = save(ckpt, folder / names[0])
+    for name in names[1:]:
+        target = folder / name
+        tmp = folder / f".{name}.link.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(first, tmp)
+        except OSError:
+            shutil.copyfile(first, tmp)
+        os.replace(tmp, target)
+    return first
 
 
 def read_info(path: Path) -> CheckpointInfo | None:

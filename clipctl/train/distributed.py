@@ -83,10 +83,6 @@ def init_distributed(
     rank, local_rank, world_size = world_from_env()
     dev = pick_device(device, local_rank, not no_set_device_rank)
     if world_size > 1 and not dist.is_initialized():
-        # srun gives SLURM_* only: fill what env:// expects so one code path serves both launchers.
-        os.environ.setdefault("RANK", str(rank))
-        os.environ.setdefault("LOCAL_RANK", str(local_rank))
-        os.environ.setdefault("WORLD_SIZE", str(world_size))
         backend = dist_backend or ("nccl" if dev.type == "cuda" else "gloo")
         url = dist_url or "env://"
         if url == "env://" and "MASTER_ADDR" not in os.environ:
@@ -94,6 +90,10 @@ def init_distributed(
                 "distributed launch without MASTER_ADDR/MASTER_PORT: use torchrun, or export them in the sbatch "
                 "file (e.g. MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)), or pass --dist-url"
             )
+        # srun gives SLURM_* only: fill what env:// expects so one code path serves both launchers.
+        os.environ.setdefault("RANK", str(rank))
+        os.environ.setdefault("LOCAL_RANK", str(local_rank))
+        os.environ.setdefault("WORLD_SIZE", str(world_size))
         dist.init_process_group(backend=backend, init_method=url, world_size=world_size, rank=rank)
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
 

@@ -1,8 +1,9 @@
 """Evaluation during training: zero-shot ImageNet(-V2) top-1/top-5 and val-data retrieval metrics + val loss.
 
-The metric code lives in ``clipctl.eval`` (shared with ``clipctl zeroshot`` / ``clipctl eval``); this module
-only decides what to run when, feeds it the training model, and names results as OpenCLIP's trainer did
-(``imagenet-zeroshot-val-top1``, ``clip_val_loss``, ``image_to_text_R@1`` ...).
+This module decides what to run when, feeds it the training model, and names results as OpenCLIP's trainer did
+(``imagenet-zeroshot-val-top1``, ``clip_val_loss``, ``image_to_text_R@1`` ...). The zero-shot classifier comes
+from ``clipctl.eval.zeroshot`` (shared with ``clipctl zeroshot``); retrieval ranks are computed in chunks of rows
+so that memory stays linear in the number of validation samples (OpenCLIP built the full N x N matrix).
 """
 
 from __future__ import annotations
@@ -33,19 +34,6 @@ def check_eval_paths(cfg: TrainConfig) -> None:
             raise ClipctlError(f"{flag} {path} is not a folder (expected one sub-folder of images per class)")
 
 
-def _image_folder(path: str, preprocess: Any) -> torch.utils.data.Dataset:
-    from torchvision.datasets import ImageFolder
-
-    folder = ImageFolder(path, transform=preprocess)
-    names = [d.name for d in os.scandir(path) if d.is_dir()]
-    if names and all(n.isdigit() for n in names):
-        # ImageNet-V2 names its class folders 0..999: sort them as numbers, not strings ("10" < "2")
-        order = {str(n): int(n) for n in names}
-        folder.samples = [(p, order[folder.classes[c]]) for p, c in folder.samples]
-        folder.targets = [c for _, c in folder.samples]
-    return folder
-
-
 def zero_shot_metrics(
     model: nn.Module,
     cfg: TrainConfig,
@@ -56,6 +44,7 @@ def zero_shot_metrics(
     plan: PrecisionPlan,
 ) -> dict[str, float]:
     from clipctl.eval.classification import evaluate_zero_shot
+    from clipctl.eval.datasets import collate_classification, scan_image_folder
     from clipctl.eval.zeroshot import build_zero_shot_classifier
     from clipctl.eval.zeroshot_metadata import IMAGENET_CLASSNAMES, OPENAI_IMAGENET_TEMPLATES
 
@@ -82,14 +71,23 @@ def zero_shot_metrics(
         )
     results: dict[str, float] = {}
     for prefix, path in targets:
+        folder = scan_image_folder(
+            path, "--imagenet-v2" if prefix.startswith("imagenetv2") else "--imagenet-val"
+        )
+        folder.transform = preprocess_val
         loader = torch.utils.data.DataLoader(
-            _image_folder(path, preprocess_val), batch_size=cfg.batch_size, num_workers=cfg.workers
+            folder, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=collate_classification
         )
         scores = evaluate_zero_shot(
-            model, loader, classifier, device=device, autocast_dtype=plan.autocast_dtype
+            model,
+            loader,
+            classifier,
+            device=device,
+            autocast_dtype=plan.autocast_dtype,
+            input_dtype=plan.input_dtype,
         )
         results[f"{prefix}-top1"] = float(scores["top1"])
-        results[f"{prefix}-top5"] = float(scores["top5"])
+        results[f"{prefix}-top5"] = float(scores["top5"] if scores["top5"] is not None else 1.0)
     return results
 
 
@@ -107,7 +105,6 @@ def val_metrics(
     model.eval()
     image_feats, text_feats = [], []
     loss_sum, count = 0.0, 0
-    logit_scale = None
     with torch.no_grad():
         for images, texts in val_data.dataloader:
             images = images.to(device=device, dtype=plan.input_dtype)
@@ -117,7 +114,7 @@ def val_metrics(
             out = (
                 out
                 if isinstance(out, dict)
-                else dict(zip(("image_features", "text_features", "logit_scale"), out))
+                else dict(zip(("image_features", "text_features", "logit_scale"), out, strict=False))
             )
             img, txt = out["image_features"].float(), out["text_features"].float()
             logit_scale = out["logit_scale"].float().mean()
@@ -130,12 +127,7 @@ def val_metrics(
             text_feats.append(txt.cpu())
     if count == 0:
         return {}
-    metrics = retrieval_metrics(
-        torch.cat(image_feats),
-        torch.cat(text_feats),
-        logit_scale=None if logit_scale is None else logit_scale.cpu(),
-    )
-    results = {k: float(v) for k, v in metrics.items()}
+    results = retrieval_metrics(torch.cat(image_feats), torch.cat(text_feats))
     results["clip_val_loss"] = loss_sum / count
     results["num_samples"] = count
     return results

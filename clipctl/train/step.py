@@ -3,7 +3,8 @@
 With ``accum_freq > 1`` the step takes that many micro-batches. As in OpenCLIP, it first embeds all of them
 without gradients, then re-runs each micro-batch with gradients and computes the loss over the whole
 accumulated batch (fresh features for this micro-batch, cached ones for the others), so the contrastive loss
-sees every negative of the accumulated batch, and the summed gradients equal those of one big batch.
+sees every negative of the accumulated batch, and the summed gradients equal those of one big batch (the
+temperature and bias take their gradient from the last pass only; OpenCLIP counted it ``accum_freq`` times).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _as_dict(output: object) -> dict[str, torch.Tensor]:
     if isinstance(output, dict):
         return output
     keys = ("image_features", "text_features", "logit_scale", "logit_bias")
-    return dict(zip(keys, output))  # type: ignore[arg-type]
+    return dict(zip(keys, output, strict=False))  # type: ignore[arg-type]
 
 
 def teacher_outputs(teacher: nn.Module, images: torch.Tensor, texts: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -129,14 +130,25 @@ def train_step(
                         cached.setdefault(key, []).append(value)
         total = None
         for j, (images, texts) in enumerate(batches):
-            with autocast(plan, device):
-                out = _as_dict(model(images, texts))
-                inputs = {k: v for k, v in out.items() if k in ("logit_scale", "logit_bias")}
-                for key, values in cached.items():
-                    inputs[key] = torch.cat(values[:j] + [out[key]] + values[j + 1 :])
-                losses = loss_fn(**inputs, output_dict=True)
-                total = sum(losses.values())
-            _backward(total, scaler)
+            last = j == len(batches) - 1
+            # DDP all-reduces once, after the last micro-batch, instead of after each one
+            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+            with sync:
+                with autocast(plan, device):
+                    out = _as_dict(model(images, texts))
+                    # every pass computes the loss of the whole accumulated batch, so the temperature (and bias)
+                    # takes its gradient from one pass only; otherwise it would get accum_freq times the big-batch
+                    # gradient (OpenCLIP's behaviour)
+                    inputs = {
+                        k: (v if last or v is None else v.detach())
+                        for k, v in out.items()
+                        if k in ("logit_scale", "logit_bias")
+                    }
+                    for key, values in cached.items():
+                        inputs[key] = torch.cat(values[:j] + [out[key]] + values[j + 1 :])
+                    losses = loss_fn(**inputs, output_dict=True)
+                    total = sum(losses.values())
+                _backward(total, scaler)
 
     if before_optimizer_step is not None:
         before_optimizer_step()

@@ -32,11 +32,19 @@ from torch import nn
 from clipctl.config.run import TrainConfig, dump_run_config, report_targets
 from clipctl.errors import ClipctlError, RunFailure
 from clipctl.train import checkpointing as ckpt_io
-from clipctl.train.distributed import DistEnv, barrier, cleanup, init_distributed, world_from_env
+from clipctl.train.distributed import (
+    DistEnv,
+    all_reduce_max,
+    barrier,
+    cleanup,
+    init_distributed,
+    world_from_env,
+)
 from clipctl.train.run_log import MetricsSink, Progress, check_reporters, setup_text_logging
 from clipctl.train.step import plan_precision, train_step, unwrap_model
 
 logger = logging.getLogger("clipctl.train")
+LATEST = "epoch_latest.pt"
 
 
 def run_dir_of(cfg: TrainConfig) -> Path | None:
@@ -103,7 +111,6 @@ def _image_size_arg(sizes: list[int]) -> int | tuple[int, int] | None:
 
 def _replace_linears_with_bnb(model: nn.Module, class_name: str) -> None:
     import bitsandbytes as bnb  # noqa: F401 - presence checked in preflight
-
     from bitsandbytes.nn import triton_based_modules
 
     linear_cls = getattr(triton_based_modules, class_name, None)
@@ -370,9 +377,7 @@ class Trainer:
                 name=str(self.cfg.name),
                 config=self.cfg.to_dict(),
             )
-            folder = self.run_dir / ckpt_io.CHECKPOINT_DIR
-            for name in files:
-                path = ckpt_io.save(state, folder / name)
+            path = ckpt_io.save_as(state, self.run_dir / ckpt_io.CHECKPOINT_DIR, files)
             self.last_checkpoint = path
             logger.info(f"saved {', '.join(files)} (epoch {epoch}, step {self.global_step})")
         barrier(self.env)
@@ -383,8 +388,8 @@ class Trainer:
         files = []
         if completed == cfg.epochs or completed % cfg.save_frequency == 0:
             files.append(f"epoch_{completed}.pt")
-        if cfg.save_most_recent:
-            files.append("epoch_latest.pt")
+        if files or cfg.save_most_recent:
+            files.append(LATEST)
         return files
 
     # ---- the loop ----------------------------------------------------------------------------------
@@ -457,6 +462,9 @@ class Trainer:
             self.global_step += 1
             window_steps += 1
             nonfinite |= ~result.finite
+            if env.device.type == "cpu":
+                # free on CPU (no device sync): stop at the first bad step; on GPUs check at log/save points
+                self._check_finite(nonfinite, epoch)
             step_in_epoch = batch_index // cfg.accum_freq
             last_of_epoch = step_in_epoch >= self.steps_per_epoch
             if self.global_step % cfg.log_every_n_steps == 0 or last_of_epoch:
@@ -473,7 +481,7 @@ class Trainer:
             ):
                 self._check_finite(nonfinite, epoch)
                 name = f"step_{self.global_step}.pt"
-                files = [name] + (["epoch_latest.pt"] if cfg.save_most_recent else [])
+                files = [name, LATEST]
                 saved = self.save_checkpoint(epoch=epoch, batch_in_epoch=batch_index, files=files)
                 if env.is_master and saved is not None:
                     ckpt_io.prune_step_checkpoints(
@@ -494,7 +502,9 @@ class Trainer:
             logger.warning(f"epoch {epoch} produced no training step (is the data empty?)")
 
     def _check_finite(self, nonfinite: torch.Tensor, epoch: int) -> None:
-        if bool(nonfinite.item()):
+        # every rank calls this at the same steps; agree on the answer so that no rank is left waiting in a
+        # collective while another one stops
+        if all_reduce_max(self.env, float(nonfinite.item())) > 0:
             last = (
                 f"the last good checkpoint is {self.last_checkpoint}"
                 if self.last_checkpoint
@@ -509,7 +519,8 @@ class Trainer:
         if not self.env.is_master:
             return
         losses = {k: float(v) for k, v in result.losses.items()}
-        scale = float(unwrap_model(self.model).logit_scale.exp())
+        with torch.no_grad():
+            scale = float(unwrap_model(self.model).logit_scale.detach().exp())
         record = {
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,

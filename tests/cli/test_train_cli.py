@@ -167,6 +167,9 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
     (existing / "out.log").write_text("")
     bad_recipe = tmp_path / "bad.yaml"
     bad_recipe.write_text("description: x\nargs:\n  batch_sise: 4\n")
+    comma = tmp_path / "comma.csv"
+    comma.write_text("filepath,title\nx.png,hello\n")
+    unsized = write_colour_shards(tmp_path / "unsized", num_shards=2, per_shard=4, sizes=False)
     ok = ["--workers", "1", "--logs", str(tmp_path / "runs")]
     return {
         "missing shards": (["--train-data", str(tmp_path / "nope/{00000..00003}.tar"), *ok], "not found"),
@@ -184,6 +187,8 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
         "unknown model": (["--train-data", shards, "--model", "ViT-B-33", *ok], "ViT-B-33"),
         "half a teacher": (["--train-data", shards, "--distill-model", "ViT-B-32", *ok], "distill"),
         "synthetic without size": (["--dataset-type", "synthetic", *ok], "train-num-samples"),
+        "csv with another separator": (["--train-data", str(comma), *ok], "separator"),
+        "shards without sizes.json": (["--train-data", unsized, *ok], "--train-num-samples"),
     }
 
 
@@ -191,7 +196,7 @@ BAD_CASES = [
     "missing shards", "spec expanding to nothing", "csv without the columns", "batch larger than data",
     "unknown recipe key", "unknown recipe", "unknown --set key", "run name exists", "horovod",
     "unknown precision", "missing resume file", "bnb without bitsandbytes", "unknown model", "half a teacher",
-    "synthetic without size",
+    "synthetic without size", "csv with another separator", "shards without sizes.json",
 ]
 
 

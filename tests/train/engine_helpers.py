@@ -50,9 +50,18 @@ def colour_image(rgb: tuple[int, int, int], rng: np.random.Generator, size: int 
 
 
 def write_colour_shards(
-    folder: Path, *, num_shards: int = 4, per_shard: int = 64, seed: int = 0, sizes: bool = True
+    folder: Path,
+    *,
+    num_shards: int = 4,
+    per_shard: int = 64,
+    seed: int = 0,
+    sizes: bool = True,
+    each_colour_once: bool = False,
 ) -> str:
-    """img2dataset-style shards of noisy colour patches captioned with the colour; returns a brace spec."""
+    """img2dataset-style shards of noisy colour patches captioned with the colour; returns a brace spec.
+
+    Colours are drawn at random, or with ``each_colour_once`` taken in order (so captions are unique when
+    ``per_shard`` is at most the number of colours)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = list(COLOURS)
@@ -61,7 +70,7 @@ def write_colour_shards(
         path = folder / f"{shard:05d}.tar"
         with tarfile.open(path, "w") as tar:
             for i in range(per_shard):
-                colour = names[int(rng.integers(len(names)))]
+                colour = names[i % len(names)] if each_colour_once else names[int(rng.integers(len(names)))]
                 key = f"{shard:05d}{i:04d}"
                 members = {
                     f"{key}.png": colour_image(COLOURS[colour], rng),
@@ -75,7 +84,7 @@ def write_colour_shards(
         counts[path.name] = per_shard
     if sizes:
         (folder / "sizes.json").write_text(json.dumps(counts))
-    return str(folder / ("{00000..%05d}.tar" % (num_shards - 1)))
+    return str(folder / f"{{00000..{num_shards - 1:05d}}}.tar")
 
 
 def heldout_pairs(seed: int = 123) -> tuple[list[bytes], list[str]]:
