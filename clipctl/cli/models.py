@@ -117,9 +117,12 @@ def register(app: typer.Typer) -> None:
         table.add_row("total GFLOPs", fmt(total))
         out.print(table)
         if tags:
-            tag_table = Table(
-                "pretrained", "hf-hub repo", "mean/std", "resize", "quick_gelu", title="pretrained tags"
-            )
+            # Tag names are what users copy: never truncate them, fold the long repo ids instead.
+            tag_table = Table(title="pretrained tags")
+            tag_table.add_column("pretrained", no_wrap=True, min_width=max(len(t) for t in tags))
+            tag_table.add_column("hf-hub repo", overflow="fold")
+            for heading in ("mean/std", "resize", "quick_gelu"):
+                tag_table.add_column(heading, overflow="fold")
             for tag, cfg in tags.items():
                 mean = (
                     "openai"

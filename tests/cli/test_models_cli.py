@@ -32,8 +32,8 @@ def test_show_counts_parameters_like_openclip(capsys):
     reference = open_clip.create_model("ViT-B-32", device="meta")
     assert shown["stats"]["params_total"] == sum(p.numel() for p in reference.parameters())
     assert shown["stats"]["params_visual"] == sum(p.numel() for p in reference.visual.parameters())
-    # 2 FLOPs per multiply-add; B/32 at 224 is about 4.4 GFLOPs for the image tower
-    assert 4.0 < shown["stats"]["image_gflops"] < 4.8
+    # 2 FLOPs per multiply-add: B/32 at 224 is 4.4 G multiply-adds (the "GFLOPs" of OpenCLIP's table), 8.8 GFLOPs
+    assert 8.0 < shown["stats"]["image_gflops"] < 9.6
     assert "laion2b_s34b_b79k" in shown["pretrained"]
 
 

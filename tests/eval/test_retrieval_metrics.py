@@ -133,19 +133,19 @@ def _status_bytes(field: str) -> int:
 
 
 def test_peak_memory_stays_far_below_n_squared():
-    """N = 6,000: an N x N float32 score matrix alone is 144 MB (OpenCLIP's argsort adds 288 MB of int64); the
-    chunks of 512 rows need about 12 MB."""
+    """N = 20,000: an N x N float32 score matrix alone is 1.6 GB (OpenCLIP's argsort adds 3.2 GB of int64); chunks
+    of 256 rows need tens of MB. The bar leaves room for allocator noise when other tests share the machine."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak-RSS counter (VmHWM), Linux >= 4.0
     except OSError:
         pytest.skip("needs Linux /proc/self/clear_refs to measure peak memory")
-    n = 6_000
+    n = 20_000
     img, txt = _features(n, dim=4, seed=9)
     before = _status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    metrics = retrieval_metrics(img, txt, chunk_size=512)
+    metrics = retrieval_metrics(img, txt, chunk_size=256)
     grown = _status_bytes("VmHWM") - before
     assert 0 < metrics["image_to_text_R@10"] <= 1
-    assert grown < 80 * 2**20, f"peak memory grew by {grown / 2**20:.0f} MiB"
+    assert grown < 400 * 2**20, f"peak memory grew by {grown / 2**20:.0f} MiB"
