@@ -65,13 +65,11 @@ def test_transforms_follow_the_preprocessing_of_openclip(tmp_path, reference):
     assert torch.equal(ours_val(image), theirs_val(image))
 
 
-def test_hf_hub_model_loads_from_the_offline_cache(reference):
+def test_hf_hub_model_loads_from_the_offline_cache(reference, tmp_path):
     theirs, _ = reference
-    with open(
-        clipctl.checkpoint.save_safetensors_atomic(theirs.state_dict(), "/tmp/clipctl-api-hub.safetensors"),
-        "rb",
-    ) as f:
-        weights = f.read()
+    weights = clipctl.checkpoint.save_safetensors_atomic(
+        theirs.state_dict(), tmp_path / "w.safetensors"
+    ).read_bytes()
     hub_cfg = {"model_cfg": TINY_VIT_CFG, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}}
     add_to_hf_cache(
         "test-org/tiny-clip",

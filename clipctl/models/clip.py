@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipctl.models.text import lock_text_modules, project_text, text_global_pool
+from clipctl.models.text import lock_text_modules, pooled_token_index, project_text, text_global_pool
 
 DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 
@@ -130,9 +130,13 @@ class CLIP(_ContrastiveHead):
         attn_mask = self.attn_mask
         if attn_mask is not None and attn_mask.shape[0] != seq_len:
             attn_mask = attn_mask[:seq_len, :seq_len]
-        x = self.transformer(x, attn_mask=attn_mask)
-        x = self.ln_final(x)
-        x = text_global_pool(x, text, self.text_pool_type, self.text_eos_id)
+        index = pooled_token_index(text, seq_len, self.text_pool_type, self.text_eos_id)
+        if index is not None:
+            # only the pooled token is used: the last block computes just its output
+            x = self.ln_final(self.transformer(x, attn_mask=attn_mask, query_index=index)[:, 0])
+        else:
+            x = self.transformer(x, attn_mask=attn_mask)
+            x = text_global_pool(self.ln_final(x), text, self.text_pool_type, self.text_eos_id)
         x = project_text(x, self.text_projection)
         return F.normalize(x, dim=-1) if normalize else x
 

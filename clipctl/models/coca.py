@@ -94,6 +94,7 @@ class CoCa(nn.Module):
         mm = multimodal_cfg_with_defaults(multimodal_cfg)
         self.output_dict = True  # CoCa always returns a dict
         self.text = build_text_tower(embed_dim, text_cfg, quick_gelu, cast_dtype)
+        # OpenCLIP sizes the decoder by text_cfg's vocab_size even for an HF text tower (49408 by default)
         vocab_size = int((text_cfg or {}).get("vocab_size", 49408))
         self.visual = build_vision_tower(embed_dim, vision_cfg, quick_gelu, cast_dtype)
         norm_layer = LayerNormFp32 if cast_dtype in (torch.float16, torch.bfloat16) else LayerNorm

@@ -95,7 +95,12 @@ def sample_tokens(
 
 
 class _Hypotheses:
-    """Finished beams of one (sentence, group), best `size` kept, scored by sum / length."""
+    """Finished beams of one (sentence, group), best `size` kept, each scored by its summed score / length.
+
+    The length is given by the caller: a beam ended by EOS counts the EOS (which is not stored), a beam still
+    open when the search stops counts only its tokens; Hugging Face's `BeamSearchScorer`, which OpenCLIP's
+    CoCa drives, scores them the same way, so the chosen captions agree.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -105,17 +110,19 @@ class _Hypotheses:
     def worst(self) -> float:
         return min(score for score, _ in self.items) if self.items else float("inf")
 
-    def add(self, tokens: torch.Tensor, sum_score: float) -> None:
-        score = sum_score / tokens.shape[-1]
+    def add(self, tokens: torch.Tensor, sum_score: float, length: int) -> None:
+        score = sum_score / length
         if len(self.items) < self.size or score > self.worst():
             self.items.append((score, tokens))
             if len(self.items) > self.size:
+                # the first of equally bad items goes
                 self.items.remove(min(self.items, key=lambda item: item[0]))
 
-    def is_done(self, best_sum_score: float, cur_len: int) -> bool:
+    def is_done(self, best_sum_score: float, length: int) -> bool:
+        """No open beam can beat the kept ones any more (the best next score, normalised by `length`)."""
         if len(self.items) < self.size:
             return False
-        return self.worst() >= best_sum_score / cur_len
+        return self.worst() >= best_sum_score / length
 
 
 def beam_search(
@@ -179,13 +186,14 @@ def beam_search(
                     )
                     if tok == eos_token_id:
                         if rank < group_size:
-                            hyp.add(group_tokens[b * group_size + src].clone(), score)
+                            # the beam ends here; its length counts the EOS just chosen
+                            hyp.add(group_tokens[b * group_size + src].clone(), score, cur_len + 1)
                         continue
                     new_scores[b, filled], new_tok[b, filled], new_src[b, filled] = score, tok, src
                     filled += 1
                     if filled == group_size:
                         break
-                hyp.done = hyp.is_done(float(top_scores[b].max()), cur_len)
+                hyp.done = hyp.is_done(float(top_scores[b].max()), cur_len + 1)
             flat_src = (new_src + torch.arange(batch_size, device=device).unsqueeze(1) * group_size).view(-1)
             beam_scores[idx] = new_scores.view(-1)
             new_tokens[idx] = group_tokens[flat_src]
@@ -203,9 +211,14 @@ def beam_search(
             if not hyp.done:
                 for i in range(group_size):
                     row = b * num_beams + g * group_size + i
-                    hyp.add(tokens[row].clone(), float(beam_scores[row]))
+                    hyp.add(tokens[row].clone(), float(beam_scores[row]), tokens.shape[1])
             candidates.extend(hyp.items)
-        results.append(max(candidates, key=lambda item: item[0])[1])
+        # of equal scores the last one wins, as with a stable sort
+        best = candidates[0]
+        for item in candidates[1:]:
+            if item[0] >= best[0]:
+                best = item
+        results.append(best[1])
     out_len = min(max(len(r) for r in results) + 1, max_length)
     out = torch.full((batch_size, out_len), pad_token_id, dtype=torch.long, device=device)
     for b, seq in enumerate(results):

@@ -144,7 +144,6 @@ class HFTextEncoder(nn.Module):
             freeze(module)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        if enable:
-            self.transformer.gradient_checkpointing_enable()
-        else:
-            self.transformer.gradient_checkpointing_disable()
+        # transformers 5 renamed gradient_* to activation_checkpointing_* (the old names warn)
+        prefix = "activation" if hasattr(self.transformer, "activation_checkpointing_enable") else "gradient"
+        getattr(self.transformer, f"{prefix}_checkpointing_{'enable' if enable else 'disable'}")()

@@ -37,6 +37,21 @@ def text_global_pool(
     return x
 
 
+def pooled_token_index(
+    text: torch.Tensor, seq_len: int, pool_type: str = "argmax", eos_token_id: int | None = None
+) -> torch.Tensor | None:
+    """Position of the token `text_global_pool` takes in each row, or None when it takes them all."""
+    if pool_type == "first":
+        return torch.zeros(text.shape[0], dtype=torch.long, device=text.device)
+    if pool_type == "last":
+        return torch.full((text.shape[0],), seq_len - 1, dtype=torch.long, device=text.device)
+    if pool_type == "argmax":
+        return text.argmax(dim=-1)
+    if pool_type == "eos":
+        return (text == eos_token_id).int().argmax(dim=-1)
+    return None
+
+
 def project_text(pooled: torch.Tensor, projection: nn.Module | nn.Parameter | None) -> torch.Tensor:
     if projection is None:
         return pooled
@@ -229,6 +244,13 @@ class TextTransformer(nn.Module):
 
     def forward(self, text: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x, attn_mask = self._embeds(text)
+        if not self.output_tokens:
+            # only the pooled token is used: the last block computes just its output
+            pool_type = "last" if self.cls_emb is not None else self.pool_type
+            index = pooled_token_index(text, x.shape[1], pool_type, self.eos_id)
+            if index is not None:
+                x = self.ln_final(self.transformer(x, attn_mask=attn_mask, query_index=index)[:, 0])
+                return project_text(x, self.text_projection)
         x = self.transformer(x, attn_mask=attn_mask)
         if self.cls_emb is not None:
             # the appended cls token is the pooled output, normalised after pooling

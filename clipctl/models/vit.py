@@ -189,7 +189,12 @@ class VisionTransformer(nn.Module):
         return self._global_pool(self.ln_post(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        x = self.transformer(self._embeds(x))
+        x = self._embeds(x)
+        if self.attn_pool is None and self.pool_type == "tok" and not self.output_tokens:
+            # only the class token is used: the last block computes just its output
+            x = self.transformer(x, query_index=torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
+        else:
+            x = self.transformer(x)
         pooled, tokens = self._pool(x)
         if self.proj is not None:
             pooled = pooled @ self.proj

@@ -12,6 +12,15 @@ from clipctl.models.generation import apply_repetition_penalty, apply_top_k, app
 SOT, EOS, PAD, VOCAB = 498, 499, 0, 500
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small ops on a shared machine run many times faster on one thread than with OpenMP spinning on two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def coca() -> torch.nn.Module:
     torch.manual_seed(0)
@@ -40,7 +49,9 @@ def coca() -> torch.nn.Module:
         },
         "multimodal_cfg": {"context_length": 20, "vocab_size": VOCAB, "width": 32, "heads": 2, "layers": 1},
     }
-    return build_model_from_config(cfg).eval()
+    model = build_model_from_config(cfg).eval()
+    model.clipctl_test_cfg = cfg
+    return model
 
 
 def check_captions(out: torch.Tensor, batch: int, seq_len: int) -> None:
@@ -152,3 +163,99 @@ def test_logit_processors() -> None:
     assert torch.isfinite(apply_top_p(scores, 0.99)).sum() >= 3
     penalised = apply_repetition_penalty(scores, torch.tensor([[1, 3]]), 2.0)
     assert penalised.tolist() == [[1.0, 1.5, 2.0, -2.0]]
+
+
+@pytest.fixture
+def openclip_sampling(monkeypatch: pytest.MonkeyPatch):
+    """OpenCLIP 3.3's CoCa whose sampling path runs with transformers 5.
+
+    OpenCLIP imports `BeamSearchScorer`, which transformers 5 removed, and then disables `generate` altogether;
+    the logit processors its top-k/top-p path uses still exist, so they are handed back to it here.
+    """
+    transformers = pytest.importorskip("transformers")
+    coca_module = pytest.importorskip("open_clip.coca_model")
+    for name in (
+        "LogitsProcessorList",
+        "MinLengthLogitsProcessor",
+        "RepetitionPenaltyLogitsProcessor",
+        "TopKLogitsWarper",
+        "TopPLogitsWarper",
+        "MaxLengthCriteria",
+        "StoppingCriteriaList",
+    ):
+        monkeypatch.setattr(coca_module, name, getattr(transformers, name), raising=False)
+    monkeypatch.setattr(coca_module, "_has_transformers", True)
+    monkeypatch.setitem(coca_module.GENERATION_TYPES, "top_k", transformers.TopKLogitsWarper)
+    monkeypatch.setitem(coca_module.GENERATION_TYPES, "top_p", transformers.TopPLogitsWarper)
+    return coca_module
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"generation_type": "top_k", "top_k": 1},  # greedy
+        {"generation_type": "top_k", "top_k": 5},
+        {"generation_type": "top_p", "top_p": 0.9},
+        {"generation_type": "top_p", "top_p": 0.5, "temperature": 0.7, "repetition_penalty": 1.3},
+        {"generation_type": "top_k", "top_k": 3, "fixed_output_length": True},
+    ],
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_sampling_matches_openclip_generate_with_the_same_seed(
+    coca: torch.nn.Module, openclip_sampling, options: dict
+) -> None:
+    cfg = {k: v for k, v in coca.clipctl_test_cfg.items() if k not in ("custom_text", "multimodal_cfg")}
+    ref = openclip_sampling.CoCa(multimodal_cfg=coca.clipctl_test_cfg["multimodal_cfg"], **cfg).eval()
+    ref.load_state_dict(coca.state_dict(), strict=True)
+    image = torch.randn(3, 3, 32, 32) * 3
+    outputs = []
+    for model in (ref, coca):
+        torch.manual_seed(5)
+        outputs.append(
+            model.generate(
+                image,
+                seq_len=12,
+                min_seq_len=3,
+                sot_token_id=SOT,
+                eos_token_id=EOS,
+                pad_token_id=PAD,
+                **options,
+            )
+        )
+    assert torch.equal(outputs[1], outputs[0])
+
+
+def test_beam_search_scores_hypotheses_as_hugging_face_does() -> None:
+    """A scripted decoder where the two ways of normalising by length pick different captions.
+
+    Hugging Face's BeamSearchScorer (which OpenCLIP's beam search drives; transformers 5 no longer has it, so it
+    cannot run here) divides a beam ended by EOS by its length including the EOS, and an open beam by its
+    length. Step by step, two beams, scores are summed raw logits:
+      [SOT] -> EOS 4.0: finished [SOT], 4.0 / 2 = 2.0; beams [SOT a] (3.0) and [SOT b] (0.0)
+      [SOT a] -> EOS +3.5: finished [SOT a], 6.5 / 3 = 2.17, the best; dividing by the stored length instead
+      (4.0 / 1 against 6.5 / 2) would pick [SOT].
+    """
+    from clipctl.models.generation import beam_search
+
+    pad, sot, eos, a, b = 0, 1, 2, 3, 4
+    table = {(sot,): {eos: 4.0, a: 3.0, b: 0.0}, (sot, a): {eos: 3.5, a: 1.0}, (sot, b): {a: 0.0}}
+
+    def next_logits(tokens: torch.Tensor) -> torch.Tensor:
+        logits = torch.full((tokens.shape[0], 5), -100.0)
+        for row, seq in enumerate(tokens.tolist()):
+            for token, value in table.get(tuple(seq), {a: 1.0}).items():
+                logits[row, token] = value
+        return logits
+
+    out = beam_search(
+        next_logits,
+        batch_size=1,
+        num_beams=2,
+        num_beam_groups=1,
+        sot_token_id=sot,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        max_length=4,
+        min_length=0,
+    )
+    assert out.tolist() == [[sot, a, eos]]

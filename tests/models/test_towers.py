@@ -14,6 +14,15 @@ from clipctl.models.layers import LayerNormFp32, QuickGELU
 from clipctl.models.precision import convert_weights_to_lp, get_cast_dtype, get_input_dtype
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small ops on a shared machine run many times faster on one thread than with OpenMP spinning on two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_cfg(**top: object) -> dict:
     cfg = copy.deepcopy(get_model_config("tiny-ViT-8-64"))
     cfg["vision_cfg"]["layers"] = 2
@@ -218,3 +227,44 @@ def test_no_weight_decay_and_image_size_attribute() -> None:
     } <= model.no_weight_decay()
     assert model.visual.image_size == (64, 64)
     assert model.context_length == 32 and model.vocab_size == 500
+
+
+def _record_output_shapes(block: torch.nn.Module) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    original = block.forward
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = original(*args, **kwargs)
+        shapes.append(tuple(out.shape))
+        return out
+
+    block.forward = recording
+    return shapes
+
+
+def test_last_block_computes_only_the_pooled_token_unless_tokens_or_hooks_need_all() -> None:
+    torch.manual_seed(0)
+    model = build_model_from_config(tiny_cfg()).eval()
+    image, text = torch.randn(2, 3, 64, 64), torch.randint(1, 500, (2, 32))
+    vision_shapes = _record_output_shapes(model.visual.transformer.resblocks[-1])
+    text_shapes = _record_output_shapes(model.transformer.resblocks[-1])
+    with torch.no_grad():
+        image_features, text_features = model.encode_image(image), model.encode_text(text)
+    assert vision_shapes == [(2, 1, 128)] and text_shapes == [(2, 1, 128)]
+
+    seen: list[tuple[int, ...]] = []
+    for block in (model.visual.transformer.resblocks[-1], model.transformer.resblocks[-1].mlp):
+        block.register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape)))
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(image), image_features)
+        torch.testing.assert_close(model.encode_text(text), text_features)
+    assert seen == [(2, 65, 128), (2, 32, 128)]  # hooks see every token
+
+    cfg = tiny_cfg()
+    cfg["vision_cfg"]["output_tokens"] = True
+    with_tokens = build_model_from_config(cfg).eval()
+    with_tokens.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        pooled, tokens = with_tokens.visual(image)
+    assert tokens.shape == (2, 64, 128)
+    torch.testing.assert_close(pooled, image_features)
