@@ -25,8 +25,8 @@ class DemoSettings:
         return asdict(self)
 
 
-# 20 epochs of 16,000 samples: about 2,500 steps of 128 would not fit in 10 minutes, so the recipe uses fewer
-# epochs than that; see recipes/demo.yaml for the step count and the measured time.
+# 16,000 distinct images, seen a few times each: the epoch count (and the time it was measured to take) is in
+# recipes/demo.yaml.
 DEFAULT = DemoSettings(recipe="demo", num_train=16_000, num_heldout_per_class=20, samples_per_shard=2_000)
 # Small enough for the test suite: a few hundred steps' worth of data, learnt well above chance.
 QUICK = DemoSettings(recipe="demo_quick", num_train=2_048, num_heldout_per_class=4, samples_per_shard=512)
