@@ -1,7 +1,6 @@
 import json
 
 import open_clip
-import torch
 
 from clipctl.cli.main import main
 
