@@ -27,8 +27,9 @@ from pathlib import Path
 
 from clipctl.data.images import IMAGE_EXTENSIONS, RESIZE_MODES, UnreadableImage, encode_image_file
 from clipctl.data.outdir import check_free_space, prepare_output_dir
-from clipctl.data.shards import Sample, ShardWriter, sizes_from_stats, write_bytes_atomic, write_sizes
+from clipctl.data.shards import Sample, ShardWriter, sizes_from_stats, write_sizes
 from clipctl.errors import ClipctlError, RunFailure
+from clipctl.fileio import write_bytes_atomic
 
 ERRORS_FILE = "pack_errors.csv"
 TABLE_SUFFIXES = (".csv", ".tsv")

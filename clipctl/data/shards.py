@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clipctl.data.shardlist import SIZES_FILE
+from clipctl.fileio import write_bytes_atomic
 
 SHARD_ID_DIGITS = 5  # img2dataset's default oom_shard_count
 # Fixed tar metadata so that the same input gives byte-identical shards (webdataset's TarWriter defaults,
@@ -109,15 +110,6 @@ class ShardStats:
 
 def _temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = _temp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, obj: Any, indent: int = 4) -> None:

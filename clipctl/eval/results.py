@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from clipctl import fileio
 from clipctl.errors import ClipctlError
 
 FORMATS = ("clipctl", "clip_benchmark")
@@ -115,20 +115,8 @@ def check_output(path: str | os.PathLike, model: str, pretrained: str | None, ov
 
 
 def write_json_atomic(path: str | os.PathLike, document: Any) -> Path:
-    """Write strict JSON (no NaN) to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    text = json.dumps(strict_json_value(document), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write strict JSON (no NaN: undefined numbers become null) atomically."""
+    return fileio.write_json_atomic(path, strict_json_value(document))
 
 
 def _slug(dataset: str) -> str:
