@@ -15,26 +15,36 @@ leaves every other embedding bit-for-bit what the plain OpenCLIP loop computes.
 from __future__ import annotations
 
 import csv
+import io
 import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from clipctl import fileio
 from clipctl.embed.batches import Encoder, FileBatches, ShardBatches
 from clipctl.embed.sources import ImageItem, open_image_source, read_caption_lines
 from clipctl.embed.writer import ClipRetrievalStore, EmbeddingStore, ParquetStore
 from clipctl.errors import ClipctlError, RunFailure
+from clipctl.runtime import (
+    PrecisionPlan,
+    available_cores,
+    check_workers,
+    parse_device,
+    plan_precision,
+    progress_bar,
+    set_worker_threads,
+)
 
+# the weights cast (OpenCLIP's mixed modes): autocast is slower than float32 on a CPU, a cast model is not
 PRECISIONS = ("fp32", "bf16", "fp16")
 FORMATS = ("parquet", "clip-retrieval")
-_INPUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -58,13 +68,6 @@ class EmbedSummary:
         return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def errors_path_for(out: str | os.PathLike) -> Path:
     """``OUT.errors.csv`` beside the output (a file or, for clip-retrieval's layout, a folder)."""
     out = Path(out)
@@ -74,42 +77,33 @@ def errors_path_for(out: str | os.PathLike) -> Path:
 # -- model --------------------------------------------------------------------------------------------------
 
 
-def _check_choices(precision: str, fmt: str, batch_size: int) -> None:
-    if precision not in PRECISIONS:
-        raise ClipctlError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+def _check_choices(fmt: str, batch_size: int) -> None:
     if fmt not in FORMATS:
         raise ClipctlError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if batch_size < 1:
         raise ClipctlError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def _parse_device(device: str | torch.device, precision: str) -> torch.device:
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ClipctlError(f"unknown device {device!r}; e.g. cpu, cuda, cuda:1, mps") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ClipctlError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ClipctlError(f"device {device!r} requested but MPS is not available here; use --device cpu")
-    if parsed.type == "cpu" and precision == "fp16":
-        raise ClipctlError("--precision fp16 is slow and poorly supported on a CPU; use --precision bf16")
-    return parsed
+def _plan(device: str | torch.device, precision: str) -> tuple[torch.device, PrecisionPlan]:
+    torch_device = parse_device(device)
+    return torch_device, plan_precision(precision, torch_device, choices=PRECISIONS)
 
 
 def load_encoder(
-    model: str, pretrained: str | None, precision: str, device: torch.device, normalize: bool
+    model: str, pretrained: str | None, plan: PrecisionPlan, device: torch.device, normalize: bool
 ) -> tuple[Encoder, Any, dict[str, str]]:
     """The encoder, the evaluation transform and the settings recorded with the embeddings."""
     from clipctl.api import create_model_and_transforms
 
-    net, _, preprocess = create_model_and_transforms(model, pretrained, precision=precision, device=device)
+    net, _, preprocess = create_model_and_transforms(
+        model, pretrained, precision=plan.model_precision, device=device
+    )
     net.eval()
-    encoder = Encoder(net, input_dtype=_INPUT_DTYPES[precision], device=device, normalize=normalize)
+    encoder = Encoder(net, input_dtype=plan.input_dtype, device=device, normalize=normalize)
     settings = {
         "model": str(getattr(net, "clipctl_model_name", model)),
         "pretrained": str(getattr(net, "clipctl_pretrained", pretrained) or ""),
-        "precision": precision,
+        "precision": plan.precision,
         "normalize": "true" if normalize else "false",
     }
     return encoder, preprocess, settings
@@ -153,68 +147,26 @@ def _write_errors(path: Path, errors: list[tuple[str, str]]) -> str | None:
         if path.exists():
             path.unlink()  # a stale list from an earlier run would name files that are fine now
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "reason"])
-        writer.writerows(errors)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "reason"])
+    writer.writerows(errors)
+    fileio.write_text_atomic(path, text.getvalue())
     return str(path)
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int | None, unit: str) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    class RateColumn(TextColumn):
-        def render(self, task):  # noqa: ANN001, ANN201 - rich's signature
-            speed = task.finished_speed or task.speed
-            return super().render(task) if speed is None else f"{speed:,.1f} {unit}/s"
-
-    columns = [
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(""),
-        TimeElapsedColumn(),
-    ]
-    if total is not None:
-        columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task("embed", total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 def _resolve_workers(
     workers: int | None, device: torch.device, encode_in_workers: bool | None
 ) -> tuple[int, bool]:
-    cores = available_cores()
+    check_workers(workers)
     if workers is None:
-        workers = min(cores, 8)
-    if workers < 0:
-        raise ClipctlError(f"--workers must be 0 or more, got {workers}")
+        workers = min(available_cores(), 8)
     fork_ok = sys.platform.startswith("linux")
     if encode_in_workers is None:
         encode_in_workers = device.type == "cpu" and fork_ok
     if device.type != "cpu" or not fork_ok:
         encode_in_workers = False  # a model on an accelerator stays in the process that owns it
     return workers, encode_in_workers and workers > 0
-
-
-def _worker_threads(threads: int) -> Callable[[int], None]:
-    return lambda _worker_id: torch.set_num_threads(threads)
 
 
 def _loader(
@@ -227,7 +179,7 @@ def _loader(
         threads = max(1, available_cores() // workers) if encode_in_workers else 1
         kwargs.update(
             prefetch_factor=2,
-            worker_init_fn=_worker_threads(threads),
+            worker_init_fn=set_worker_threads(threads),
             # fork shares the model's weights with the workers instead of pickling a copy to each.
             multiprocessing_context=multiprocessing.get_context("fork") if encode_in_workers else None,
             pin_memory=device.type == "cuda",
@@ -261,12 +213,12 @@ def embed_images(
 
     ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run).
     """
-    _check_choices(precision, format, batch_size)
-    torch_device = _parse_device(device, precision)
+    _check_choices(format, batch_size)
+    torch_device, plan = _plan(device, precision)
     source = open_image_source(src)
     out_path = Path(out)
     started = time.perf_counter()
-    encoder, preprocess, settings = load_encoder(model, pretrained, precision, torch_device, normalize)
+    encoder, preprocess, settings = load_encoder(model, pretrained, plan, torch_device, normalize)
     settings.update(modality="image", fast_decode="true" if fast_decode else "false", source=source.root)
     key_column = "image_path" if format == "clip-retrieval" else source.key_column
     store = _open_store(out_path, format, settings, key_column, chunk_rows, chunk_seconds)
@@ -296,7 +248,7 @@ def embed_images(
     embedded, dim, n_batches = 0, None, 0
     loop_started = time.perf_counter()
     if pending_count != 0:
-        with _progress_bar(progress, pending_count, "images") as advance:
+        with progress_bar(progress, pending_count, "embedding", unit="images", transient=False) as advance:
             try:
                 for batch in _loader(dataset, workers, in_workers, torch_device):
                     errors.extend(batch["errors"])
@@ -355,12 +307,12 @@ def embed_texts(
     """Embed each non-blank line of a text file; the output keys rows by line number (from 0)."""
     from clipctl.api import get_tokenizer
 
-    _check_choices(precision, format, batch_size)
-    torch_device = _parse_device(device, precision)
+    _check_choices(format, batch_size)
+    torch_device, plan = _plan(device, precision)
     captions = read_caption_lines(src)
     out_path = Path(out)
     started = time.perf_counter()
-    encoder, _, settings = load_encoder(model, pretrained, precision, torch_device, normalize)
+    encoder, _, settings = load_encoder(model, pretrained, plan, torch_device, normalize)
     settings.update(modality="text", fast_decode="false", source=str(Path(src).resolve()))
     tokenizer = get_tokenizer(model)
     store = _open_store(out_path, format, settings, "line", chunk_rows, chunk_seconds)
@@ -369,7 +321,9 @@ def embed_texts(
 
     embedded, dim = 0, None
     loop_started = time.perf_counter()
-    with _progress_bar(progress and bool(pending), len(pending), "texts") as advance:
+    with progress_bar(
+        progress and bool(pending), len(pending), "embedding", unit="texts", transient=False
+    ) as advance:
         try:
             for n_batches, start in enumerate(range(0, len(pending), batch_size), start=1):
                 chunk = pending[start : start + batch_size]

@@ -15,8 +15,9 @@ from torch import nn
 from clipctl.api import create_model
 from clipctl.config.run import resolve_run_config
 from clipctl.models.losses import create_loss
+from clipctl.runtime import plan_precision
 from clipctl.train.distributed import cleanup, init_distributed
-from clipctl.train.step import plan_precision, train_step
+from clipctl.train.step import train_step
 
 
 def main(model_json: str, out_path: str, global_batch: int) -> None:
