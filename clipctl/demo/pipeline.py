@@ -244,9 +244,9 @@ def _top_k(results: dict[str, Any], k: int) -> float:
 
 
 def _embed(model: str, checkpoint: Path, heldout_dir: str, parquet: Path) -> int:
-    from clipctl.embed.job import embed_images
+    from clipctl.embed.job import EmbedOptions, embed_images
 
-    summary = embed_images(heldout_dir, parquet, model=model, pretrained=str(checkpoint), batch_size=64)
+    summary = embed_images(heldout_dir, parquet, EmbedOptions(model, str(checkpoint), batch_size=64))
     return summary.total_rows
 
 

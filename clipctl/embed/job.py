@@ -29,6 +29,7 @@ import torch
 
 from clipctl import fileio
 from clipctl.embed.batches import Encoder, FileBatches, ShardBatches
+from clipctl.embed.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from clipctl.embed.sources import ImageItem, open_image_source, read_caption_lines
 from clipctl.embed.writer import ClipRetrievalStore, EmbeddingStore, ParquetStore
 from clipctl.errors import ClipctlError, RunFailure
@@ -190,79 +191,135 @@ def _loader(
 # -- jobs ---------------------------------------------------------------------------------------------------
 
 
-def embed_images(
-    src: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    model: str = "ViT-B-32",
-    pretrained: str | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    normalize: bool = True,
-    fast_decode: bool = False,
-    format: str = "parquet",  # noqa: A002 - the CLI flag's name
-    progress: bool = False,
-    chunk_rows: int = 4096,
-    chunk_seconds: float = 60.0,
-    encode_in_workers: bool | None = None,
-    after_batch: Callable[[int], None] | None = None,
-) -> EmbedSummary:
-    """Embed every image of ``src`` into ``out``; images already in ``out`` are skipped (resume).
+@dataclass
+class EmbedOptions:
+    """How to embed. ``model`` None means ViT-B-32 with its laion2b weights (unless ``pretrained`` is given);
+    ``pretrained`` None or 'none' means random weights. ``workers`` None: cores, at most 8;
+    ``encode_in_workers`` None: on a CPU under Linux, each worker encodes whole batches (see the module doc).
+    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run)."""
 
-    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run).
-    """
-    _check_choices(format, batch_size)
-    torch_device, plan = _plan(device, precision)
+    model: str | None = None
+    pretrained: str | None = None
+    batch_size: int = 32
+    workers: int | None = None
+    device: str | torch.device = "cpu"
+    precision: str = "fp32"
+    normalize: bool = True
+    fast_decode: bool = False
+    format: str = "parquet"
+    progress: bool = False
+    chunk_rows: int = 4096
+    chunk_seconds: float = 60.0
+    encode_in_workers: bool | None = None
+    after_batch: Callable[[int], None] | None = None
+
+    def weights(self) -> tuple[str, str | None]:
+        """(model, pretrained) with the defaults applied."""
+        pretrained = None if self.pretrained is None or self.pretrained.lower() == "none" else self.pretrained
+        if self.model is None:
+            return DEFAULT_MODEL, DEFAULT_PRETRAINED if self.pretrained is None else pretrained
+        return self.model, pretrained
+
+
+@dataclass
+class _Run:
+    """What both jobs set up before the first batch."""
+
+    encoder: Encoder
+    preprocess: Any
+    settings: dict[str, str]
+    device: torch.device
+    started: float
+
+
+def _start(options: EmbedOptions, modality: str, source: str, fast_decode: bool) -> _Run:
+    _check_choices(options.format, options.batch_size)
+    torch_device, plan = _plan(options.device, options.precision)
+    started = time.perf_counter()
+    model, pretrained = options.weights()
+    encoder, preprocess, settings = load_encoder(model, pretrained, plan, torch_device, options.normalize)
+    settings.update(modality=modality, fast_decode="true" if fast_decode else "false", source=source)
+    return _Run(encoder, preprocess, settings, torch_device, started)
+
+
+def _summary(
+    run: _Run, out: Path, modality: str, counts: dict[str, Any], loop_started: float
+) -> EmbedSummary:
+    finished = time.perf_counter()
+    return EmbedSummary(
+        out=str(out),
+        modality=modality,
+        seconds=finished - run.started,
+        embed_seconds=finished - loop_started,
+        **counts,
+    )
+
+
+def _pending_images(source: Any, done: set, options: EmbedOptions, run: _Run, batch_encoder: Any) -> tuple:
+    """(dataset of the images not yet in the output, how many there are or None, how many were skipped)."""
+    draft = _draft_size(run.encoder) if options.fast_decode else None
+    if source.kind == "shards":
+        dataset: Any = ShardBatches(
+            source.shards, options.batch_size, run.preprocess, draft, batch_encoder, skip=done
+        )
+        total = source.count_hint()
+        return dataset, None if total is None else max(total - len(done), 0), len(done)
+    # clip-retrieval's metadata names the file as it was read; Parquet stores the key (relative path).
+    by_location = options.format == "clip-retrieval"
+    pending = [item for item in source.items if (item.location if by_location else item.key) not in done]
+    if by_location:
+        pending = [ImageItem(item.location, item.location) for item in pending]
+    dataset = FileBatches(pending, options.batch_size, run.preprocess, draft, batch_encoder)
+    return dataset, len(pending), len(source.items) - len(pending)
+
+
+def _write_batches(
+    loader: Any,
+    run: _Run,
+    store: EmbeddingStore,
+    options: EmbedOptions,
+    advance: Callable[[int], None],
+    errors: list[tuple[str, str]],
+) -> tuple[int, int | None]:
+    """Encode (unless the workers did) and store each batch; returns (rows written, dim). Unreadable inputs
+    are appended to ``errors`` as they come, so that they are kept when the run is interrupted."""
+    embedded, dim = 0, None
+    for n_batches, batch in enumerate(loader, start=1):
+        errors.extend(batch["errors"])
+        embeddings = run.encoder.images(batch["pixels"]) if "pixels" in batch else batch.get("embeddings")
+        if batch["keys"]:
+            store.add(batch["keys"], embeddings.numpy(), {})
+            embedded += len(batch["keys"])
+            dim = int(embeddings.shape[1])
+        advance(len(batch["keys"]) + len(batch["errors"]))
+        if options.after_batch is not None:
+            options.after_batch(n_batches)
+    return embedded, dim
+
+
+def embed_images(
+    src: str | os.PathLike, out: str | os.PathLike, options: EmbedOptions | None = None
+) -> EmbedSummary:
+    """Embed every image of ``src`` into ``out``; images already in ``out`` are skipped (resume)."""
+    options = options or EmbedOptions()
     source = open_image_source(src)
     out_path = Path(out)
-    started = time.perf_counter()
-    encoder, preprocess, settings = load_encoder(model, pretrained, plan, torch_device, normalize)
-    settings.update(modality="image", fast_decode="true" if fast_decode else "false", source=source.root)
-    key_column = "image_path" if format == "clip-retrieval" else source.key_column
-    store = _open_store(out_path, format, settings, key_column, chunk_rows, chunk_seconds)
-    done = store.done_keys()
-
-    workers, in_workers = _resolve_workers(workers, torch_device, encode_in_workers)
-    draft = _draft_size(encoder) if fast_decode else None
-    batch_encoder = encoder if (in_workers or workers == 0) else None
-    total = source.count_hint()
-    if source.kind == "shards":
-        dataset: Any = ShardBatches(source.shards, batch_size, preprocess, draft, batch_encoder, skip=done)
-        pending_count = None if total is None else max(total - len(done), 0)
-        skipped = len(done)
-    else:
-        # clip-retrieval's metadata names the file as it was read; Parquet stores the key (relative path).
-        def key_of(item: ImageItem) -> str:
-            return item.location if format == "clip-retrieval" else item.key
-
-        pending = [item for item in source.items if key_of(item) not in done]
-        skipped = len(source.items) - len(pending)
-        if format == "clip-retrieval":
-            pending = [ImageItem(item.location, item.location) for item in pending]
-        dataset = FileBatches(pending, batch_size, preprocess, draft, batch_encoder)
-        pending_count = len(pending)
-
-    errors: list[tuple[str, str]] = []
-    embedded, dim, n_batches = 0, None, 0
+    run = _start(options, "image", source.root, options.fast_decode)
+    key_column = "image_path" if options.format == "clip-retrieval" else source.key_column
+    store = _open_store(
+        out_path, options.format, run.settings, key_column, options.chunk_rows, options.chunk_seconds
+    )
+    workers, in_workers = _resolve_workers(options.workers, run.device, options.encode_in_workers)
+    batch_encoder = run.encoder if (in_workers or workers == 0) else None
+    dataset, pending_count, skipped = _pending_images(source, store.done_keys(), options, run, batch_encoder)
+    embedded, dim, errors = 0, None, []
     loop_started = time.perf_counter()
     if pending_count != 0:
-        with progress_bar(progress, pending_count, "embedding", unit="images", transient=False) as advance:
+        bar = progress_bar(options.progress, pending_count, "embedding", unit="images", transient=False)
+        with bar as advance:
             try:
-                for batch in _loader(dataset, workers, in_workers, torch_device):
-                    errors.extend(batch["errors"])
-                    embeddings = batch.get("embeddings")
-                    if "pixels" in batch:
-                        embeddings = encoder.images(batch["pixels"])
-                    if batch["keys"]:
-                        store.add(batch["keys"], embeddings.numpy(), {})
-                        embedded += len(batch["keys"])
-                        dim = int(embeddings.shape[1])
-                    advance(len(batch["keys"]) + len(batch["errors"]))
-                    n_batches += 1
-                    if after_batch is not None:
-                        after_batch(n_batches)
+                loader = _loader(dataset, workers, in_workers, run.device)
+                embedded, dim = _write_batches(loader, run, store, options, advance, errors)
             except BaseException:
                 store.flush()  # keep every completed batch for the re-run
                 _write_errors(errors_path_for(out_path), errors)
@@ -270,86 +327,53 @@ def embed_images(
     errors_path = _write_errors(errors_path_for(out_path), errors)
     if embedded == 0 and skipped == 0 and errors:
         raise RunFailure(f"none of the {len(errors)} images could be read; reasons in {errors_path}")
-    total_rows = store.finalize()
-    finished = time.perf_counter()
-    return EmbedSummary(
-        out=str(out_path),
-        modality="image",
-        embedded=embedded,
-        skipped=skipped,
-        failed=len(errors),
-        total_rows=total_rows,
-        dim=dim,
-        seconds=finished - started,
-        embed_seconds=finished - loop_started,
-        errors_path=errors_path,
-        workers=workers,
-        encode_in_workers=in_workers,
+    counts = dict(
+        embedded=embedded, skipped=skipped, failed=len(errors), total_rows=store.finalize(), dim=dim
     )
+    counts.update(errors_path=errors_path, workers=workers, encode_in_workers=in_workers)
+    return _summary(run, out_path, "image", counts, loop_started)
 
 
 def embed_texts(
-    src: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    model: str = "ViT-B-32",
-    pretrained: str | None = None,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    normalize: bool = True,
-    format: str = "parquet",  # noqa: A002 - the CLI flag's name
-    progress: bool = False,
-    chunk_rows: int = 4096,
-    chunk_seconds: float = 60.0,
-    after_batch: Callable[[int], None] | None = None,
+    src: str | os.PathLike, out: str | os.PathLike, options: EmbedOptions | None = None
 ) -> EmbedSummary:
     """Embed each non-blank line of a text file; the output keys rows by line number (from 0)."""
     from clipctl.api import get_tokenizer
 
-    _check_choices(format, batch_size)
-    torch_device, plan = _plan(device, precision)
+    options = options or EmbedOptions(batch_size=64)
+    if options.fast_decode:
+        raise ClipctlError("--fast-decode applies to images, not --text")
     captions = read_caption_lines(src)
     out_path = Path(out)
-    started = time.perf_counter()
-    encoder, _, settings = load_encoder(model, pretrained, plan, torch_device, normalize)
-    settings.update(modality="text", fast_decode="false", source=str(Path(src).resolve()))
-    tokenizer = get_tokenizer(model)
-    store = _open_store(out_path, format, settings, "line", chunk_rows, chunk_seconds)
+    run = _start(options, "text", str(Path(src).resolve()), False)
+    tokenizer = get_tokenizer(options.weights()[0])
+    store = _open_store(
+        out_path, options.format, run.settings, "line", options.chunk_rows, options.chunk_seconds
+    )
     done = store.done_keys()
     pending = [(line, text) for line, text in captions if line not in done]
-
     embedded, dim = 0, None
     loop_started = time.perf_counter()
-    with progress_bar(
-        progress and bool(pending), len(pending), "embedding", unit="texts", transient=False
-    ) as advance:
+    bar = progress_bar(
+        options.progress and bool(pending), len(pending), "embedding", unit="texts", transient=False
+    )
+    with bar as advance:
         try:
-            for n_batches, start in enumerate(range(0, len(pending), batch_size), start=1):
-                chunk = pending[start : start + batch_size]
-                embeddings = encoder.texts(tokenizer([text for _, text in chunk]))
+            for n_batches, start in enumerate(range(0, len(pending), options.batch_size), start=1):
+                chunk = pending[start : start + options.batch_size]
+                embeddings = run.encoder.texts(tokenizer([text for _, text in chunk]))
                 store.add(
                     [line for line, _ in chunk], embeddings.numpy(), {"text": [text for _, text in chunk]}
                 )
-                embedded += len(chunk)
-                dim = int(embeddings.shape[1])
+                embedded, dim = embedded + len(chunk), int(embeddings.shape[1])
                 advance(len(chunk))
-                if after_batch is not None:
-                    after_batch(n_batches)
+                if options.after_batch is not None:
+                    options.after_batch(n_batches)
         except BaseException:
             store.flush()
             raise
-    total_rows = store.finalize()
-    finished = time.perf_counter()
-    return EmbedSummary(
-        out=str(out_path),
-        modality="text",
-        embedded=embedded,
-        skipped=len(captions) - len(pending),
-        failed=0,
-        total_rows=total_rows,
-        dim=dim,
-        seconds=finished - started,
-        embed_seconds=finished - loop_started,
-        errors_path=None,
+    counts = dict(
+        embedded=embedded, skipped=len(captions) - len(pending), failed=0, dim=dim, errors_path=None
     )
+    counts["total_rows"] = store.finalize()
+    return _summary(run, out_path, "text", counts, loop_started)
