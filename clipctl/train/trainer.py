@@ -165,10 +165,10 @@ class Trainer:
             self._load_resume_state(resume_ckpt)
         self._wrap_model()
         self._build_data()
-        from clipctl.models.losses import create_loss
+        from clipctl.train.losses import build_loss
         from clipctl.train.optim import build_schedule
 
-        self.loss_fn = create_loss(cfg, self.model)
+        self.loss_fn = build_loss(cfg, self.model)
         self.steps_per_epoch = self.data.num_batches // cfg.accum_freq
         if self.steps_per_epoch < 1:
             raise ClipctlError(
