@@ -40,8 +40,10 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.lineno, node.module))
-            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+            if node.module == "clipctl":  # from clipctl import train: the names are the modules
+                found += [(node.lineno, f"clipctl.{alias.name}") for alias in node.names]
+            else:
+                found.append((node.lineno, node.module))
     return [(line, name) for line, name in found if name.startswith("clipctl")]
 
 
