@@ -40,11 +40,16 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "clipctl":  # from clipctl import train: the names are the modules
-                found += [(node.lineno, f"clipctl.{alias.name}") for alias in node.names]
+            if node.module == "clipctl":  # from clipctl import train: names that are modules count as such
+                found += [(node.lineno, _clipctl_attribute(alias.name)) for alias in node.names]
             else:
                 found.append((node.lineno, node.module))
     return [(line, name) for line, name in found if name.startswith("clipctl")]
+
+
+def _clipctl_attribute(name: str) -> str:
+    is_module = (PACKAGE / f"{name}.py").is_file() or (PACKAGE / name / "__init__.py").is_file()
+    return f"clipctl.{name}" if is_module else "clipctl"
 
 
 def _within(name: str, prefixes: tuple[str, ...] | str) -> bool:
