@@ -218,6 +218,13 @@ class CoCa(nn.Module):
         sot = 49406 if sot_token_id is None else int(sot_token_id)
         eos = 49407 if eos_token_id is None else int(eos_token_id)
         pad = self.pad_id if pad_token_id is None else int(pad_token_id)
+        common: dict[str, Any] = {  # what beam search and sampling both take
+            "eos_token_id": eos,
+            "pad_token_id": pad,
+            "max_length": seq_len,
+            "min_length": min_seq_len,
+            "repetition_penalty": repetition_penalty,
+        }
         was_training = self.training
         self.eval()
         try:
@@ -226,28 +233,16 @@ class CoCa(nn.Module):
                     image,
                     text,
                     sot,
-                    max_length=seq_len,
                     window=max_seq_len,
-                    min_length=min_seq_len,
-                    eos_token_id=eos,
-                    pad_token_id=pad,
                     temperature=temperature,
                     top_k=top_k if generation_type == "top_k" else None,
                     top_p=top_p if generation_type == "top_p" else None,
-                    repetition_penalty=repetition_penalty,
                     fixed_output_length=fixed_output_length,
                     generator=generator,
+                    **common,
                 )
             out = self._beam_search(
-                image,
-                num_beams=num_beams,
-                num_beam_groups=num_beam_groups,
-                sot_token_id=sot,
-                eos_token_id=eos,
-                pad_token_id=pad,
-                max_length=seq_len,
-                min_length=min_seq_len,
-                repetition_penalty=repetition_penalty,
+                image, num_beams=num_beams, num_beam_groups=num_beam_groups, sot_token_id=sot, **common
             )
         finally:
             self.train(was_training)
