@@ -6,8 +6,7 @@ The names below are the calls OpenCLIP users already write. They are loaded on f
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clipctl._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -45,14 +44,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'clipctl' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
