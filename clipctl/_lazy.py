@@ -5,26 +5,27 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
 def lazy_exports(
-    package: str, exports: Mapping[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package``, whose ``exports`` map each name to the module that
-    defines it (absolute, or relative to ``package`` like ``".device"``). A name is cached in the package once
-    loaded."""
+    package: str, exports: Mapping[str, Sequence[str]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """``__all__``, ``__getattr__`` and ``__dir__`` for ``package``, whose ``exports`` map each module
+    (absolute, or relative to ``package`` like ``".device"``) to the names taken from it. A name is cached in
+    the package once loaded."""
     module = sys.modules[package]
+    source = {name: module_name for module_name, names in exports.items() for name in names}
 
     def __getattr__(name: str) -> Any:
-        if name in exports:
-            value = getattr(importlib.import_module(exports[name], package), name)
+        if name in source:
+            value = getattr(importlib.import_module(source[name], package), name)
             setattr(module, name, value)
             return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:
-        return sorted(set(vars(module)) | set(exports))
+        return sorted(set(vars(module)) | set(source))
 
-    return __getattr__, __dir__
+    return sorted(source), __getattr__, __dir__

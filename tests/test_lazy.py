@@ -23,9 +23,13 @@ def test_every_exported_name_resolves_to_its_module_and_is_listed(package):
     import importlib
 
     module = importlib.import_module(package)
-    for name, source in module._EXPORTS.items():
+    exported = []
+    for source, names in module._EXPORTS.items():
         defining = importlib.import_module(source, package)
-        assert getattr(module, name) is getattr(defining, name)
-        assert name in dir(module)
+        for name in names:
+            assert getattr(module, name) is getattr(defining, name)
+            assert name in dir(module)
+            exported.append(name)
+    assert module.__all__ == sorted(exported)
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'no_such_name'"):
         module.no_such_name  # noqa: B018

@@ -8,12 +8,7 @@ from __future__ import annotations
 from clipctl._lazy import lazy_exports
 
 _EXPORTS = {
-    "EmbedOptions": "clipctl.embed.job",
-    "EmbedSummary": "clipctl.embed.job",
-    "embed_images": "clipctl.embed.job",
-    "embed_texts": "clipctl.embed.job",
+    "clipctl.embed.job": ("EmbedOptions", "EmbedSummary", "embed_images", "embed_texts"),
 }
 
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

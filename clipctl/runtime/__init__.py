@@ -10,26 +10,26 @@ from __future__ import annotations
 from clipctl._lazy import lazy_exports
 
 _EXPORTS = {
-    "parse_device": ".device",
-    "device_for_rank": ".device",
-    "CAST_PRECISIONS": ".precision",
-    "INFERENCE_PRECISIONS": ".precision",
-    "PRECISIONS": ".precision",
-    "PrecisionPlan": ".precision",
-    "autocast": ".precision",
-    "check_precision": ".precision",
-    "get_cast_dtype": ".precision",
-    "get_input_dtype": ".precision",
-    "plan_precision": ".precision",
-    "ProgressBar": ".progress",
-    "progress_bar": ".progress",
-    "available_cores": ".workers",
-    "check_workers": ".workers",
-    "leave_cores_to_workers": ".workers",
-    "resolve_workers": ".workers",
-    "set_worker_threads": ".workers",
+    ".device": ("parse_device", "device_for_rank"),
+    ".precision": (
+        "CAST_PRECISIONS",
+        "INFERENCE_PRECISIONS",
+        "PRECISIONS",
+        "PrecisionPlan",
+        "autocast",
+        "check_precision",
+        "get_cast_dtype",
+        "get_input_dtype",
+        "plan_precision",
+    ),
+    ".progress": ("ProgressBar", "progress_bar"),
+    ".workers": (
+        "available_cores",
+        "check_workers",
+        "leave_cores_to_workers",
+        "resolve_workers",
+        "set_worker_threads",
+    ),
 }
 
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
