@@ -15,7 +15,7 @@ from clipctl.models.clip import DEFAULT_LOGIT_SCALE
 from clipctl.models.generation import beam_search, sample_tokens
 from clipctl.models.layers import LayerNorm, LayerNormFp32, QuickGELU
 from clipctl.models.text import build_causal_mask
-from clipctl.models.transformer import ResidualAttentionBlock, Transformer
+from clipctl.models.transformer import Transformer, residual_blocks
 
 GENERATION_TYPES = ("beam_search", "top_k", "top_p")
 
@@ -37,19 +37,8 @@ class MultimodalTransformer(Transformer):
     ) -> None:
         super().__init__(width, layers, heads, mlp_ratio, ls_init_value, act_layer, norm_layer)
         self.context_length = context_length
-        self.cross_attn = nn.ModuleList(
-            [
-                ResidualAttentionBlock(
-                    width,
-                    heads,
-                    mlp_ratio,
-                    ls_init_value=ls_init_value,
-                    act_layer=act_layer,
-                    norm_layer=norm_layer,
-                    is_cross_attention=True,
-                )
-                for _ in range(layers)
-            ]
+        self.cross_attn = residual_blocks(
+            layers, width, heads, mlp_ratio, ls_init_value, act_layer, norm_layer, is_cross_attention=True
         )
         self.register_buffer("attn_mask", build_causal_mask(context_length), persistent=False)
         self.ln_final = norm_layer(width)
