@@ -128,7 +128,7 @@ def run_side(cmd: list[str], side: str, warmup_steps: int, batch_size: int, log:
     def sample() -> None:
         while not done.is_set():
             peak[0] = max(peak[0], sum(_pss_bytes(p) for p in _tree(proc.pid)))
-            time.sleep(0.2)
+            time.sleep(1.0)  # smaps_rollup walks every mapping: sampling often would cost CPU
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -136,6 +136,7 @@ def run_side(cmd: list[str], side: str, warmup_steps: int, batch_size: int, log:
     with open(log, "w") as out:
         for line in proc.stdout:
             out.write(line)
+            out.flush()
             match = STEP_LINE[side].search(line)
             if match:
                 step = int(match.group(1)) // (batch_size if side == "openclip" else 1)
@@ -166,7 +167,14 @@ def commands(args: argparse.Namespace, model: str, data: str, kind: str, out: Pa
         common += ["--train-num-samples", str(args.num_images)]
     sides = {"clipctl": [sys.executable, "-m", "clipctl", "train", *common, "--name", f"clipctl-{tag}"]}
     if not args.clipctl_only:
-        sides["openclip"] = [sys.executable, "-m", "open_clip_train.main", *common, "--name", f"openclip-{tag}"]
+        sides["openclip"] = [
+            sys.executable,
+            "-m",
+            "open_clip_train.main",
+            *common,
+            "--name",
+            f"openclip-{tag}",
+        ]
     if args.variant:
         sides["clipctl " + " ".join(args.variant)] = [*sides["clipctl"][:-1], f"variant-{tag}", *args.variant]
     return sides
@@ -206,7 +214,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench-train-"))
     print(f"CPU: {cpu_description()}; load average before: {os.getloadavg()[0]:.2f}", flush=True)
-    table, shards = make_data(work / f"data-{args.num_images}-{args.image_size}", args.num_images, args.image_size)
+    table, shards = make_data(
+        work / f"data-{args.num_images}-{args.image_size}", args.num_images, args.image_size
+    )
     kinds = {"csv": [("csv", table)], "shards": [("webdataset", shards)]}
     kinds["both"] = kinds["csv"] + kinds["shards"]
     report = {"cpu": cpu_description(), "args": vars(args), "results": []}

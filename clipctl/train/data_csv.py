@@ -20,6 +20,7 @@ from PIL import Image
 from clipctl.data.csv_table import CsvTable
 from clipctl.errors import RunFailure
 from clipctl.train.data_common import SharedEpoch, SkipCounter, mix_seed, seeded_call
+from clipctl.train.pixels import read_rgb
 
 log = logging.getLogger("clipctl.train.data")
 
@@ -35,8 +36,7 @@ class CsvItems:
         return len(self.table)
 
     def load(self, index: int) -> tuple[Image.Image, str]:
-        with Image.open(self.table.image_paths[index]) as img:
-            return img.convert("RGB"), self.table.captions[index]
+        return read_rgb(self.table.image_paths[index]), self.table.captions[index]
 
     def describe(self, index: int) -> str:
         return self.table.image_paths[index]

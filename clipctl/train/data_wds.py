@@ -12,7 +12,6 @@ set with no usable sample at all; that raises instead of spinning forever.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import tarfile
@@ -35,6 +34,7 @@ from clipctl.train.data_common import (
     seeded_call,
     worker_slot,
 )
+from clipctl.train.pixels import decode_rgb
 
 SHUFFLE_BUFFER = 5000
 SHUFFLE_INITIAL = 1000
@@ -95,9 +95,7 @@ def has_image_and_caption(sample: dict[str, Any]) -> bool:
 
 def decode_sample(sample: dict[str, Any]) -> tuple[Image.Image, str]:
     data = next(sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample)
-    with Image.open(io.BytesIO(data)) as img:
-        image = img.convert("RGB")  # convert() forces the full decode, so truncated files fail here
-    return image, sample[CAPTION_EXTENSION].decode("utf-8")
+    return decode_rgb(data), sample[CAPTION_EXTENSION].decode("utf-8")
 
 
 def probe_shards(shards: Sequence[str], max_shards: int = 3) -> str | None:

@@ -460,7 +460,7 @@ class Trainer:
         micro: list[tuple[torch.Tensor, torch.Tensor]] = []
         result = None
         for images, texts in data.dataloader:
-            micro.append((images, texts))
+            micro.append((data.to_input(images, env.device), texts))
             batch_index += 1
             if len(micro) < cfg.accum_freq:
                 continue
