@@ -20,7 +20,7 @@ from PIL import Image
 from clipctl.data.csv_table import CsvTable
 from clipctl.errors import RunFailure
 from clipctl.train.data_common import SharedEpoch, SkipCounter, mix_seed, seeded_call
-from clipctl.train.pixels import read_rgb
+from clipctl.train.pixels import accepts_arrays, read_rgb
 
 log = logging.getLogger("clipctl.train.data")
 
@@ -35,8 +35,8 @@ class CsvItems:
     def __len__(self) -> int:
         return len(self.table)
 
-    def load(self, index: int) -> tuple[Image.Image, str]:
-        return read_rgb(self.table.image_paths[index]), self.table.captions[index]
+    def load(self, index: int, as_array: bool = False) -> tuple[Image.Image, str]:
+        return read_rgb(self.table.image_paths[index], as_array), self.table.captions[index]
 
     def describe(self, index: int) -> str:
         return self.table.image_paths[index]
@@ -64,7 +64,7 @@ class SyntheticItems:
     def __len__(self) -> int:
         return self.num_samples
 
-    def load(self, index: int) -> tuple[Image.Image, str]:
+    def load(self, index: int, as_array: bool = False) -> tuple[Image.Image, str]:
         g = torch.Generator().manual_seed(mix_seed(self.seed, index))
         names = list(_COLORS)
         color = names[int(torch.randint(len(names), (1,), generator=g))]
@@ -99,6 +99,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         self.items, self.preprocess, self.tokenizer = items, preprocess, tokenizer
         self.counter = counter or SkipCounter(0)
         self.replace_corrupt = replace_corrupt
+        self.as_array = accepts_arrays(preprocess)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -109,7 +110,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         for attempt in range(tries):
             row = (index + attempt) % len(self.items)
             try:
-                image, caption = self.items.load(row)
+                image, caption = self.items.load(row, self.as_array)
                 break
             except Exception as exc:  # noqa: BLE001 - any failure to read one image skips that image only
                 self.counter.add(f"cannot read image {self.items.describe(row)}: {exc}")

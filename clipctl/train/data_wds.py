@@ -34,7 +34,7 @@ from clipctl.train.data_common import (
     seeded_call,
     worker_slot,
 )
-from clipctl.train.pixels import decode_rgb
+from clipctl.train.pixels import accepts_arrays, decode_rgb
 
 SHUFFLE_BUFFER = 5000
 SHUFFLE_INITIAL = 1000
@@ -93,9 +93,9 @@ def has_image_and_caption(sample: dict[str, Any]) -> bool:
     return CAPTION_EXTENSION in sample and any(ext in sample for ext in IMAGE_EXTENSIONS)
 
 
-def decode_sample(sample: dict[str, Any]) -> tuple[Image.Image, str]:
+def decode_sample(sample: dict[str, Any], as_array: bool = False) -> tuple[Image.Image, str]:
     data = next(sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample)
-    return decode_rgb(data), sample[CAPTION_EXTENSION].decode("utf-8")
+    return decode_rgb(data, as_array), sample[CAPTION_EXTENSION].decode("utf-8")
 
 
 def probe_shards(shards: Sequence[str], max_shards: int = 3) -> str | None:
@@ -233,9 +233,10 @@ class WdsStream(torch.utils.data.IterableDataset):
 
     # ---- samples -> batches ----
     def _decoded(self, samples: Iterator[dict[str, Any]]) -> Iterator[tuple[Image.Image, str]]:
+        as_array = self.is_train and accepts_arrays(self.preprocess)
         for sample in samples:
             try:
-                yield decode_sample(sample)
+                yield decode_sample(sample, as_array)
             except Exception as exc:  # noqa: BLE001 - any decoder failure means one bad sample, not a bad run
                 self.counter.add(f"cannot decode {sample['__key__']} in {sample['__url__']}: {exc}")
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import Compose, Normalize
+from torchvision.transforms import Compose, Normalize, RandomResizedCrop
+from torchvision.transforms import functional as F
 
 from clipctl.transforms import ToTensorIfNeeded
 
@@ -25,17 +26,21 @@ _JPEG_MAGIC = b"\xff\xd8"
 _SAME_AS_PIL = ("RGB", "Gray")  # colour spaces where simplejpeg's output equals PIL's bit for bit
 
 
-def decode_rgb(data: bytes) -> Image.Image:
-    """An RGB image from encoded bytes; raises on truncated or undecodable data (the caller skips the sample)."""
+def decode_rgb(data: bytes, as_array: bool = False) -> Image.Image | np.ndarray:
+    """An RGB image from encoded bytes; raises on truncated or undecodable data (the caller skips the sample).
+
+    ``as_array``: a JPEG that simplejpeg decodes comes back as the HWC uint8 array, for a transform that crops
+    it before making a PIL image (see :class:`CropBeforeImage`).
+    """
     if data[:2] == _JPEG_MAGIC:
-        image = _decode_jpeg(data)
-        if image is not None:
-            return image
+        pixels = _decode_jpeg(data)
+        if pixels is not None:
+            return pixels if as_array else Image.fromarray(pixels, "RGB")
     with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")  # convert() forces the full decode, so truncated files fail here
 
 
-def _decode_jpeg(data: bytes) -> Image.Image | None:
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
     import simplejpeg
 
     try:
@@ -44,13 +49,47 @@ def _decode_jpeg(data: bytes) -> Image.Image | None:
         return None
     if colorspace not in _SAME_AS_PIL:
         return None
-    pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False)
-    return Image.fromarray(pixels, "RGB")
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False)
 
 
-def read_rgb(path: str) -> Image.Image:
+def read_rgb(path: str, as_array: bool = False) -> Image.Image | np.ndarray:
     with open(path, "rb") as fh:
-        return decode_rgb(fh.read())
+        return decode_rgb(fh.read(), as_array)
+
+
+def accepts_arrays(transform: Any) -> bool:
+    """Whether ``transform`` takes decoded arrays as well as PIL images."""
+    return bool(getattr(transform, "accepts_arrays", False))
+
+
+class CropBeforeImage:
+    """``RandomResizedCrop`` that also takes a decoded HWC uint8 array: the same random box (same draws from
+    the same RNG), cut from the array, and only the crop becomes a PIL image before the same PIL resize.
+    Making the whole decode a PIL image costs ~0.3 ms at 256 px (PIL keeps RGB in 4 bytes a pixel), about as
+    much as decoding it; the crop is 8-100% of it."""
+
+    def __init__(self, crop: RandomResizedCrop):
+        self.crop = crop
+
+    def __call__(self, img: Image.Image | np.ndarray) -> Image.Image:
+        if not isinstance(img, np.ndarray):
+            return self.crop(img)
+        top, left, height, width = self.crop.get_params(
+            torch.from_numpy(img).permute(2, 0, 1), self.crop.scale, self.crop.ratio
+        )
+        patch = Image.fromarray(np.ascontiguousarray(img[top : top + height, left : left + width]), "RGB")
+        return F.resize(patch, self.crop.size, self.crop.interpolation, antialias=self.crop.antialias)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.crop!r})"
+
+
+class HostTransform(Compose):
+    """The worker part of a split training transform (see :func:`split_uint8`)."""
+
+    def __init__(self, transforms: list[Callable[[Any], Any]]):
+        super().__init__(transforms)
+        self.accepts_arrays = isinstance(transforms[0], CropBeforeImage)
 
 
 def pil_to_uint8(image: Image.Image) -> torch.Tensor:
@@ -89,6 +128,7 @@ def split_uint8(
         and isinstance(steps[-1], Normalize)
         and not steps[-1].inplace
     ):
-        host = Compose([*steps[:-2], pil_to_uint8])
+        first = [CropBeforeImage(steps[0])] if type(steps[0]) is RandomResizedCrop else [steps[0]]
+        host = HostTransform([*first, *steps[1:-2], pil_to_uint8])
         return host, InputNormalizer(steps[-1].mean, steps[-1].std)
     return preprocess, InputNormalizer()

@@ -127,3 +127,32 @@ def test_transforms_that_cannot_split_stay_whole():
     whole = T.Compose([T.RandomResizedCrop(8), T.ToTensor()])
     host, to_input = pixels.split_uint8(whole)
     assert host is whole and to_input.mean is None
+
+
+def test_seeded_call_draws_what_torch_manual_seed_draws():
+    import random
+
+    from clipctl.train.data_common import seeded_call
+
+    def draw(_):
+        return torch.rand(3).tolist(), random.random()
+
+    torch.manual_seed(77)
+    random.seed(77)
+    expected = draw(None)
+    before = torch.get_rng_state()
+    assert seeded_call(draw, None, 77) == expected
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_default_transform_crops_decoded_arrays_like_pil_images():
+    from clipctl.train.data_common import seeded_call
+
+    host, _ = pixels.split_uint8(image_transform(32, is_train=True))
+    assert pixels.accepts_arrays(host)
+    data = _encode(_photo(9, (64, 80)))
+    with Image.open(io.BytesIO(data)) as img:
+        pil = img.convert("RGB")
+    for seed in range(5):
+        from_array = seeded_call(host, pixels.decode_rgb(data, as_array=True), seed)
+        assert torch.equal(from_array, seeded_call(host, pil, seed))
