@@ -6,7 +6,8 @@ worker, each in a fresh process, alternating order, ``--repeats`` times:
 
 - ``clipctl``: this tree's loader (simplejpeg decode, uint8 batches; the main process turns them into floats
   as the trainer does, so its cost is counted, on the main process's side);
-- ``clipctl-float-pil``: the same loader with PIL decoding and float batches, i.e. the loader before this change;
+- ``clipctl-float-pil``: the same loader with PIL decoding, float batches and ``torch.manual_seed`` per sample,
+  i.e. the loader before simplejpeg, crop-before-convert, uint8 batches and CPU-only seeding;
 - ``webdataset+openclip``: ``wds.WebDataset`` -> shuffle -> decode("pilrgb") -> OpenCLIP's ``preprocess_train``
   and tokenizer -> batched, as OpenCLIP's own pipeline does.
 
@@ -45,6 +46,21 @@ def _children_cpu() -> float:
     return total
 
 
+def _seeded_call_before(transform, value, seed):
+    import random
+
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            return transform(value)
+        finally:
+            random.setstate(state)
+
+
 def _clipctl_loader(shards: str, num_images: int, batch_size: int, fast: bool):
     import types
 
@@ -56,8 +72,11 @@ def _clipctl_loader(shards: str, num_images: int, batch_size: int, fast: bool):
     from clipctl.transforms import image_transform
 
     preprocess = image_transform(224, is_train=True)  # ViT-B-32's: OpenAI mean/std, bicubic crops
-    if not fast:
-        pixels._decode_jpeg = lambda data: None  # PIL for every image, as before
+    if not fast:  # the loader as it was: PIL for every image, torch.manual_seed per sample, float batches
+        from clipctl.train import data_wds
+
+        pixels._decode_jpeg = lambda data: None
+        data_wds.seeded_call = _seeded_call_before
     cfg = types.SimpleNamespace(
         train_data=shards, dataset_type="webdataset", batch_size=batch_size, workers=1, seed=0,
         train_num_samples=num_images, dataset_resampled=False,
