@@ -54,7 +54,9 @@ __all__ = [
 @dataclass
 class DataInfo:
     """A loader with its epoch size. ``dataloader`` is iterable, has ``len()`` (batches left this epoch) and
-    ``num_batches`` / ``num_samples`` attributes as OpenCLIP's had."""
+    ``num_batches`` / ``num_samples`` attributes as OpenCLIP's had. ``to_input(images, device)`` makes model
+    input of a batch: a training transform ending in ToTensor + Normalize runs up to them in the workers, which
+    send uint8 images, and ``to_input`` converts them where the model is, to the same floats."""
 
     dataloader: LoaderView
     num_samples: int
@@ -262,10 +264,8 @@ def build_train_data(
     skip_batches: int = 0,
     uint8_batches: bool = True,
 ) -> DataInfo:
-    """The training loader of ``cfg`` for this rank, positioned at ``epoch`` (and batch ``skip_batches`` of it).
-
-    With ``uint8_batches`` (and a transform that ends in ToTensor + Normalize) the loader yields uint8 images;
-    ``info.to_input(images, device)`` turns them into the floats the whole transform would have produced.
+    """The training loader of ``cfg`` for this rank, positioned at ``epoch`` (and batch ``skip_batches`` of it);
+    ``uint8_batches``: see :attr:`DataInfo.to_input`.
 
     Epoch size follows OpenCLIP: webdataset epochs have ``ceil(num_samples / global batch)`` batches rounded up
     to a multiple of the worker count; CSV and synthetic epochs are one pass over the rows with the last partial
@@ -309,11 +309,7 @@ def build_train_data(
         loader = _loader(stream, workers, batch_size=None)
         info = DataInfo(None, num_samples, num_batches, shared_epoch, None, counter, epoch, skip_batches)  # type: ignore[arg-type]
     else:
-        if plan.kind == "csv":
-            table = _read_table(cfg, plan.csv_path)
-            dataset: ImageTextDataset = ImageTextDataset(CsvItems(table), preprocess, tokenizer, counter)
-        else:
-            dataset = SyntheticDataset(plan.num_samples, preprocess, tokenizer, seed=seed, counter=counter)
+        dataset = _map_dataset(cfg, plan, preprocess, tokenizer, counter)
         sampler = EpochBatchSampler(
             len(dataset),
             batch_size,
@@ -334,6 +330,15 @@ def build_train_data(
     info.dataloader = LoaderView(loader, info.num_batches, info.num_samples, remaining)
     info.to_input = to_input
     return info
+
+
+def _map_dataset(
+    cfg: Any, plan: _Plan, preprocess: Callable[[Any], torch.Tensor], tokenizer: Any, counter: SkipCounter
+) -> ImageTextDataset:
+    if plan.kind == "csv":
+        return ImageTextDataset(CsvItems(_read_table(cfg, plan.csv_path)), preprocess, tokenizer, counter)
+    seed = int(_get(cfg, "seed", 0))
+    return SyntheticDataset(plan.num_samples, preprocess, tokenizer, seed=seed, counter=counter)
 
 
 def _remaining_batches(
