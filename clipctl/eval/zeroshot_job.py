@@ -334,12 +334,9 @@ def zeroshot_documents(
 ) -> list[dict[str, Any]]:
     """The clipctl results document of each dataset, without writing anything. ``out`` and ``format`` are only
     checked (before the model loads), so that writing them afterwards cannot fail on bad input."""
-    import torch
 
-    from clipctl.eval.classification import evaluate_zero_shot
     from clipctl.eval.results import check_outputs
-    from clipctl.eval.runtime import check_batch_size, load_model, parse_device, plan_precision, progress_bar
-    from clipctl.eval.zeroshot import build_zero_shot_classifier
+    from clipctl.eval.runtime import check_batch_size, load_model, parse_device, plan_precision
 
     check_batch_size(batch_size)
     torch_device = parse_device(device)
@@ -356,6 +353,36 @@ def zeroshot_documents(
     check_outputs(out, [d.name for d in datasets], format, model, pretrained, overwrite=overwrite)
 
     loaded = load_model(model, pretrained, torch_device, plan)
+    return evaluate_datasets(
+        loaded,
+        datasets,
+        model=model,
+        pretrained=pretrained,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
+
+
+def evaluate_datasets(
+    loaded: Any,
+    datasets: list[ZeroShotDataset],
+    *,
+    model: str,
+    pretrained: str | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """The clipctl results document of each dataset for an already loaded model (``LoadedModel``): soups and
+    WiSE-FT evaluate many weights in one model this way, loading each state dict instead of a new model."""
+    import torch
+
+    from clipctl.eval.classification import evaluate_zero_shot
+    from clipctl.eval.runtime import progress_bar
+    from clipctl.eval.zeroshot import build_zero_shot_classifier
+
+    torch_device, plan = loaded.device, loaded.precision
     classifiers: dict[tuple, torch.Tensor] = {}
     docs = []
     for dataset in datasets:
@@ -386,5 +413,5 @@ def zeroshot_documents(
                 autocast_dtype=plan.autocast_dtype,
                 on_batch=advance,
             )
-        docs.append(_document(dataset, scores, model, pretrained, precision))
+        docs.append(_document(dataset, scores, model, pretrained, plan.name))
     return docs
