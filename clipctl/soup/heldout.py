@@ -36,12 +36,11 @@ class HeldOutEvaluator:
     def __init__(
         self, model: str, first_checkpoint: str | None, options: HeldOutOptions, *, weights_only: bool = True
     ):
-        from clipctl.eval.runtime import check_batch_size, parse_device, plan_precision
+        from clipctl.eval.loading import check_batch_size, plan_eval
         from clipctl.eval.zeroshot_job import collect_datasets
 
         check_batch_size(options.batch_size)
-        self.device = parse_device(options.device)
-        self.plan = plan_precision(options.precision, self.device)
+        self.device, self.plan = plan_eval(options.device, options.precision)
         # checked now, before any weights are read: a typo in --data costs a second
         self.datasets = collect_datasets(
             data=options.data,
@@ -58,7 +57,7 @@ class HeldOutEvaluator:
 
     def _model(self) -> Any:
         if self.loaded is None:
-            from clipctl.eval.runtime import load_model
+            from clipctl.eval.loading import load_model
 
             self.loaded = load_model(
                 self.model_name, self.first_checkpoint, self.device, self.plan, weights_only=self.weights_only
@@ -67,21 +66,21 @@ class HeldOutEvaluator:
 
     def evaluate(self, state_dict: dict[str, Any], label: str) -> list[dict[str, Any]]:
         """The zero-shot results documents of ``state_dict`` (``pretrained`` set to ``label``)."""
-        from clipctl.eval.zeroshot_job import evaluate_datasets
+        from clipctl.eval.zeroshot_job import ZeroShotOptions, evaluate_datasets
         from clipctl.soup.ingredients import Ingredient, adapt_to_model
 
         loaded = self._model()
         fitted = adapt_to_model(Ingredient(label, state_dict), loaded.model)
         loaded.model.load_state_dict(fitted.state_dict, strict=True)
-        docs = evaluate_datasets(
-            loaded,
-            self.datasets,
+        settings = ZeroShotOptions(
             model=self.model_name,
-            pretrained=label,
             batch_size=self.options.batch_size,
             workers=self.options.workers,
+            device=self.options.device,
+            precision=self.options.precision,
             progress=self.options.progress,
         )
+        docs = evaluate_datasets(loaded, self.datasets, settings, label)
         self.documents[label] = docs
         return docs
 

@@ -93,7 +93,7 @@ def test_bad_options_fail_before_reading_weights(ckpts, tmp_path):
 
 
 def test_greedy_soup_scores_at_least_its_best_checkpoint(ckpts, tmp_path):
-    from clipctl.eval.zeroshot_job import run_zeroshot
+    from clipctl.eval.zeroshot_job import ZeroShotOptions, run_zeroshot
 
     folder, config, sds = ckpts
     data, classnames = heldout_set(tmp_path / "synth")
@@ -109,14 +109,17 @@ def test_greedy_soup_scores_at_least_its_best_checkpoint(ckpts, tmp_path):
     greedy = summary.greedy
     assert greedy.top1 >= max(step.top1 for step in greedy.steps)
     assert greedy.kept[0] == greedy.steps[0].checkpoint
+
     # the reported accuracy is what `clipctl zeroshot` measures on the written soup
-    check = run_zeroshot(
-        config, str(tmp_path / "g.pt"), data=data, classnames=classnames, templates="simple", workers=0
-    )
-    assert check["metrics"]["top1"] == pytest.approx(greedy.top1)
+    def zeroshot_top1(weights):
+        options = ZeroShotOptions(
+            config, weights, data=data, classnames=classnames, templates="simple", workers=0
+        )
+        return run_zeroshot(options)["metrics"]["top1"]
+
+    assert zeroshot_top1(str(tmp_path / "g.pt")) == pytest.approx(greedy.top1)
     # and each checkpoint alone scores what `clipctl zeroshot` gives it
-    alone = run_zeroshot(config, specs[1], data=data, classnames=classnames, templates="simple", workers=0)
-    assert alone["metrics"]["top1"] == pytest.approx(
+    assert zeroshot_top1(specs[1]) == pytest.approx(
         next(s.top1 for s in greedy.steps if s.checkpoint == specs[1])
     )
     written = json.loads(results.read_text())
