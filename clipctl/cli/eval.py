@@ -1,4 +1,5 @@
-"""`clipctl eval retrieval`: image<->text recall@1/5/10 on a CSV, webdataset shards or a CLIP_benchmark folder."""
+"""`clipctl eval`: the group, and `eval retrieval` (image<->text recall@1/5/10 on a CSV, webdataset shards or a
+CLIP_benchmark folder). `eval linear-probe` lives in its own module."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ def print_retrieval_table(doc: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    eval_app = typer.Typer(help="Evaluate models on benchmark tasks (retrieval).", no_args_is_help=True)
+    eval_app = typer.Typer(
+        help="Evaluate models on benchmark tasks (retrieval, linear probe).",
+        no_args_is_help=True,
+    )
 
     @eval_app.command("retrieval")
     def retrieval(
@@ -123,4 +127,7 @@ def register(app: typer.Typer) -> None:
             write_results(out_path, [doc], fmt, overwrite=overwrite)
             print_written(out_path, [doc], fmt)
 
+    from clipctl.cli.eval_probe import register_linear_probe
+
+    register_linear_probe(eval_app)
     app.add_typer(eval_app, name="eval")

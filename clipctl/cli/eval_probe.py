@@ -1,0 +1,183 @@
+"""`clipctl eval linear-probe`: logistic regression on cached image features, scored on a test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from clipctl.cli.console import err, out
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def print_probe_table(doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    shots = f"{doc['few_shot']}-shot" if doc["few_shot"] else "all training images"
+    title = (
+        f"linear probe: {doc['model']} ({doc['pretrained'] or 'random weights'}), {shots} "
+        f"({doc['num_train']} images, seed {doc['seed']}), weight decay {doc['weight_decay']:.3g}"
+    )
+    out.print(escape(title), soft_wrap=True)
+    table = Table()
+    for column in ("dataset", "images", "classes", "top-1", "top-5", "mean per-class recall"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    metrics = doc["metrics"]
+    table.add_row(
+        escape(doc["dataset"]),
+        str(doc["num_samples"]),
+        str(doc["num_classes"]),
+        _percent(metrics["top1"]),
+        _percent(metrics["top5"]),
+        _percent(metrics["mean_per_class_recall"]),
+    )
+    out.print(table)
+
+
+def print_probe_notes(doc: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    features = doc["features"]
+    for split in ("train", "test"):
+        counts = features[split]
+        err.print(
+            f"features ({split}): {counts['cached']} from the cache, {counts['encoded']} encoded",
+            soft_wrap=True,
+        )
+    if doc["num_unreadable"]:
+        first = doc["unreadable"][0]
+        err.print(
+            f"[yellow]note:[/] skipped {doc['num_unreadable']} unreadable image(s) "
+            f"(first: {escape(first[0])}: {escape(first[1])})",
+            soft_wrap=True,
+        )
+    for note in doc.get("notes", []):
+        err.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+
+
+def register_linear_probe(eval_app: typer.Typer) -> None:
+    @eval_app.command("linear-probe")
+    def linear_probe(
+        model: str = typer.Option(
+            ..., "--model", help="Model name (see `clipctl models list`) or config JSON."
+        ),
+        pretrained: str = typer.Option(
+            ...,
+            "--pretrained",
+            help="Pretrained tag or weights file; 'none' for random weights (never cached).",
+        ),
+        train: str = typer.Option(
+            ...,
+            "--train",
+            help="Training images: an ImageFolder, a CSV/TSV of image paths and labels, or a CLIP_benchmark "
+            "wds folder (its --train-split).",
+        ),
+        test: str = typer.Option(..., "--test", help="Test images, in any of the --train forms."),
+        few_shot: int = typer.Option(None, "--few-shot", help="Train on K images per class (seeded)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the few-shot sample and the held-out split."),
+        val_fraction: float = typer.Option(
+            0.2,
+            "--val-fraction",
+            help="Share of each class's training images held out to choose the weight decay.",
+        ),
+        weight_decay: float = typer.Option(
+            None,
+            "--wd",
+            help="Use this weight decay (L2 strength) instead of searching for one.",
+            show_default=False,
+        ),
+        max_iter: int = typer.Option(1000, "--max-iter", help="L-BFGS iterations at most, per fit."),
+        out_path: Path = typer.Option(None, "--out", "-o", help="Results JSON."),
+        fmt: str = typer.Option(
+            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
+        ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace --out even if it holds results of another model."
+        ),
+        cache_dir: Path = typer.Option(
+            None,
+            "--cache-dir",
+            help="Feature cache  \\[default: $CLIPCTL_CACHE_DIR/features or ~/.cache/clipctl/features]",
+            show_default=False,
+        ),
+        no_cache: bool = typer.Option(
+            False, "--no-cache", help="Compute features without reading or writing the cache."
+        ),
+        train_split: str = typer.Option(
+            "train", "--train-split", help="Split of a CLIP_benchmark --train folder."
+        ),
+        test_split: str = typer.Option(
+            "test", "--test-split", help="Split of a CLIP_benchmark --test folder."
+        ),
+        csv_img_key: str = typer.Option("filepath", "--csv-img-key", help="CSV column with image paths."),
+        csv_label_key: str = typer.Option("label", "--csv-label-key", help="CSV column with class labels."),
+        csv_separator: str = typer.Option(
+            None,
+            "--csv-separator",
+            help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
+            show_default=False,
+        ),
+        batch_size: int = typer.Option(
+            64, "--batch-size", "-b", help="Images per batch (feature extraction)."
+        ),
+        workers: int = typer.Option(
+            None,
+            "--workers",
+            "-j",
+            help="Image loading processes  \\[default: cores, at most 4]",
+            show_default=False,
+        ),
+        device: str = typer.Option(
+            "cpu", "--device", help="cpu, cuda, cuda:N or mps (features and fitting)."
+        ),
+        precision: str = typer.Option(
+            "fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16 (features)."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Linear probe: logistic regression on frozen image features (weight decay chosen on held-out data)."""
+        from clipctl.cli.zeroshot import print_written
+        from clipctl.eval.linear_probe import LinearProbeOptions, linear_probe_document
+        from clipctl.eval.results import write_results
+
+        if csv_separator is not None and "\\" in csv_separator:
+            csv_separator = csv_separator.encode().decode(
+                "unicode_escape"
+            )  # a shell hands "\t" over as two characters
+        options = LinearProbeOptions(
+            model=model,
+            pretrained=pretrained,
+            train=train,
+            test=test,
+            few_shot=few_shot,
+            seed=seed,
+            val_fraction=val_fraction,
+            weight_decay=weight_decay,
+            max_iter=max_iter,
+            out=out_path,
+            format=fmt,
+            overwrite=overwrite,
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            train_split=train_split,
+            test_split=test_split,
+            csv_img_key=csv_img_key,
+            csv_label_key=csv_label_key,
+            csv_separator=csv_separator,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            precision=precision,
+            progress=not quiet,
+        )
+        doc = linear_probe_document(options)
+        print_probe_notes(doc)
+        print_probe_table(doc)
+        if out_path is not None:
+            write_results(out_path, [doc], fmt, overwrite=overwrite)
+            print_written(out_path, [doc], fmt)
