@@ -1,5 +1,5 @@
 """`clipctl eval`: the group, and `eval retrieval` (image<->text recall@1/5/10 on a CSV, webdataset shards or a
-CLIP_benchmark folder). `eval linear-probe` lives in its own module."""
+CLIP_benchmark folder). `eval linear-probe` and `eval report` live in their own modules."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def print_retrieval_table(doc: dict[str, Any]) -> None:
 
 def register(app: typer.Typer) -> None:
     eval_app = typer.Typer(
-        help="Evaluate models on benchmark tasks (retrieval, linear probe).",
+        help="Evaluate models on benchmark tasks (retrieval, linear probe) and tabulate results.",
         no_args_is_help=True,
     )
 
@@ -128,6 +128,8 @@ def register(app: typer.Typer) -> None:
             print_written(out_path, [doc], fmt)
 
     from clipctl.cli.eval_probe import register_linear_probe
+    from clipctl.cli.eval_report import register_report
 
     register_linear_probe(eval_app)
+    register_report(eval_app)
     app.add_typer(eval_app, name="eval")
