@@ -35,7 +35,9 @@ def _held_out(
 
     if data is None:
         if classnames is not None or templates is not None:
-            raise _usage("--classnames and --templates go with --data")
+            from clipctl.errors import ClipctlError
+
+            raise ClipctlError("--classnames and --templates go with --data")
         return None
     return HeldOutOptions(
         data=str(data),
@@ -48,12 +50,6 @@ def _held_out(
         precision=precision,
         progress=not quiet,
     )
-
-
-def _usage(message: str) -> Exception:
-    from clipctl.errors import ClipctlError
-
-    return ClipctlError(message)
 
 
 def _percent(value: float) -> str:
@@ -80,6 +76,11 @@ def print_greedy_steps(greedy: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    _register_soup(app)
+    _register_wise_ft(app)
+
+
+def _register_soup(app: typer.Typer) -> None:
     @app.command("soup")
     def soup(
         checkpoints: list[str] = typer.Argument(
@@ -168,6 +169,8 @@ def register(app: typer.Typer) -> None:
         if summary.results is not None:
             err.print(escape(f"results written to {summary.results}"), soft_wrap=True)
 
+
+def _register_wise_ft(app: typer.Typer) -> None:
     @app.command("wise-ft")
     def wise_ft(
         zeroshot: str = typer.Option(..., "--zeroshot", help="The zero-shot (pre-trained) checkpoint."),
