@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import out
 
 
@@ -56,42 +57,25 @@ def register(app: typer.Typer) -> None:
         ),
         csv_img_key: str = typer.Option("filepath", "--csv-img-key", help="CSV column with image paths."),
         csv_caption_key: str = typer.Option("title", "--csv-caption-key", help="CSV column with captions."),
-        csv_separator: str = typer.Option(
-            None,
-            "--csv-separator",
-            help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
-            show_default=False,
-        ),
+        csv_separator: str = options.csv_separator(),
         out_path: Path = typer.Option(None, "--out", "-o", help="Results JSON."),
-        fmt: str = typer.Option(
-            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
-        ),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16."),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
+        fmt: str = options.result_format(),
+        batch_size: int = options.batch_size(),
+        workers: int = options.workers(),
+        device: str = options.device(),
+        precision: str = options.precision(),
+        split: str = options.split(),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace --out even if it holds results of another model."
         ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Image->text and text->image recall@1/5/10, ranked in chunks (memory does not grow as N²)."""
         from clipctl.cli.zeroshot import print_written
         from clipctl.eval.results import write_results
         from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
-        if csv_separator is not None:
-            # a shell hands "\t" over as two characters
-            csv_separator = (
-                csv_separator.encode().decode("unicode_escape") if "\\" in csv_separator else csv_separator
-            )
+        csv_separator = options.decode_separator(csv_separator)
         doc = retrieval_document(
             RetrievalOptions(
                 model,

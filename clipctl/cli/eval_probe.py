@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 
 
@@ -93,9 +94,7 @@ def register_linear_probe(eval_app: typer.Typer) -> None:
         ),
         max_iter: int = typer.Option(1000, "--max-iter", help="L-BFGS iterations at most, per fit."),
         out_path: Path = typer.Option(None, "--out", "-o", help="Results JSON."),
-        fmt: str = typer.Option(
-            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
-        ),
+        fmt: str = options.result_format(),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace --out even if it holds results of another model."
         ),
@@ -116,40 +115,19 @@ def register_linear_probe(eval_app: typer.Typer) -> None:
         ),
         csv_img_key: str = typer.Option("filepath", "--csv-img-key", help="CSV column with image paths."),
         csv_label_key: str = typer.Option("label", "--csv-label-key", help="CSV column with class labels."),
-        csv_separator: str = typer.Option(
-            None,
-            "--csv-separator",
-            help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
-            show_default=False,
-        ),
-        batch_size: int = typer.Option(
-            64, "--batch-size", "-b", help="Images per batch (feature extraction)."
-        ),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option(
-            "cpu", "--device", help="cpu, cuda, cuda:N or mps (features and fitting)."
-        ),
-        precision: str = typer.Option(
-            "fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16 (features)."
-        ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        csv_separator: str = options.csv_separator(),
+        batch_size: int = options.batch_size(" (feature extraction)"),
+        workers: int = options.workers(),
+        device: str = options.device(" (features and fitting)"),
+        precision: str = options.precision(" (features)"),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Linear probe: logistic regression on frozen image features (weight decay chosen on held-out data)."""
         from clipctl.cli.zeroshot import print_written
         from clipctl.eval.linear_probe import LinearProbeOptions, linear_probe_document
         from clipctl.eval.results import write_results
 
-        if csv_separator is not None and "\\" in csv_separator:
-            csv_separator = csv_separator.encode().decode(
-                "unicode_escape"
-            )  # a shell hands "\t" over as two characters
-        options = LinearProbeOptions(
+        probe_options = LinearProbeOptions(
             model=model,
             pretrained=pretrained,
             train=train,
@@ -168,14 +146,14 @@ def register_linear_probe(eval_app: typer.Typer) -> None:
             test_split=test_split,
             csv_img_key=csv_img_key,
             csv_label_key=csv_label_key,
-            csv_separator=csv_separator,
+            csv_separator=options.decode_separator(csv_separator),
             batch_size=batch_size,
             workers=workers,
             device=device,
             precision=precision,
             progress=not quiet,
         )
-        doc = linear_probe_document(options)
+        doc = linear_probe_document(probe_options)
         print_probe_notes(doc)
         print_probe_table(doc)
         if out_path is not None:

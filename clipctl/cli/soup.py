@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 
 _OUT_HELP = (
@@ -18,6 +19,14 @@ _MODEL_HELP = (
     "Architecture (registry name or .json): needed to evaluate on --data and for a folder --out, unless a "
     "checkpoint is a Hub-layout folder or sits in a clipctl run folder."
 )
+
+
+def _classnames_option() -> Any:
+    return typer.Option(None, "--classnames", help="With --data: one class name per line, in folder order.")
+
+
+def _templates_option() -> Any:
+    return typer.Option(None, "--templates", help="openai | simple | FILE (see `clipctl zeroshot`).")
 
 
 def _held_out(
@@ -102,39 +111,21 @@ def _register_soup(app: typer.Typer) -> None:
         data: Path = typer.Option(
             None, "--data", help="With --greedy: held-out ImageFolder or CLIP_benchmark wds folder."
         ),
-        classnames: Path = typer.Option(
-            None, "--classnames", help="One class name per line, in folder order."
-        ),
-        templates: str = typer.Option(
-            None, "--templates", help="openai | simple | FILE (see `clipctl zeroshot`)."
-        ),
+        classnames: Path = _classnames_option(),
+        templates: str = _templates_option(),
         results: Path = typer.Option(
             None,
             "--results",
             help="With --greedy: JSON of each checkpoint's and the soup's held-out results.",
         ),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
-        batch_size: int = typer.Option(
-            64, "--batch-size", "-b", help="Images per batch (held-out evaluation)."
-        ),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps (held-out evaluation)."),
-        precision: str = typer.Option(
-            "fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16 (evaluation only)."
-        ),
+        split: str = options.split(),
+        batch_size: int = options.batch_size(" (held-out evaluation)"),
+        workers: int = options.workers(),
+        device: str = options.device(" (held-out evaluation)"),
+        precision: str = options.precision(" (evaluation only)"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out / --results."),
-        unsafe_load: bool = typer.Option(
-            False,
-            "--unsafe-load",
-            help="Allow pickled checkpoints that need code to load (trusted files only).",
-        ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        unsafe_load: bool = options.unsafe_load(),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Average checkpoints of one architecture (a model soup): uniform, weighted, or greedy."""
         from rich.markup import escape
@@ -189,42 +180,24 @@ def _register_wise_ft(app: typer.Typer) -> None:
             "--data",
             help="Held-out ImageFolder or CLIP_benchmark wds folder: evaluate each alpha, keep the best.",
         ),
-        classnames: Path = typer.Option(
-            None, "--classnames", help="One class name per line, in folder order."
-        ),
-        templates: str = typer.Option(
-            None, "--templates", help="openai | simple | FILE (see `clipctl zeroshot`)."
-        ),
+        classnames: Path = _classnames_option(),
+        templates: str = _templates_option(),
         results: str = typer.Option(
             None,
             "--results",
             help="Where each alpha's results go, with {alpha} in the name  \\[default: OUT.alpha{alpha}.json]",
             show_default=False,
         ),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
-        batch_size: int = typer.Option(
-            64, "--batch-size", "-b", help="Images per batch (held-out evaluation)."
-        ),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps (held-out evaluation)."),
-        precision: str = typer.Option(
-            "fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16 (evaluation only)."
-        ),
+        split: str = options.split(),
+        batch_size: int = options.batch_size(" (held-out evaluation)"),
+        workers: int = options.workers(),
+        device: str = options.device(" (held-out evaluation)"),
+        precision: str = options.precision(" (evaluation only)"),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace an existing --out / results files."
         ),
-        unsafe_load: bool = typer.Option(
-            False,
-            "--unsafe-load",
-            help="Allow pickled checkpoints that need code to load (trusted files only).",
-        ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        unsafe_load: bool = options.unsafe_load(),
+        quiet: bool = options.quiet(),
     ) -> None:
         """WiSE-FT: (1 - alpha) * zero-shot + alpha * fine-tuned weights; with --data, the best alpha is kept."""
         from rich.markup import escape

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 
 
@@ -101,24 +102,16 @@ def register(app: typer.Typer) -> None:
         out_path: Path = typer.Option(
             None, "--out", "-o", help="Results JSON ({dataset} in the name: one per dataset)."
         ),
-        fmt: str = typer.Option(
-            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
-        ),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16."),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
+        fmt: str = options.result_format(),
+        batch_size: int = options.batch_size(),
+        workers: int = options.workers(),
+        device: str = options.device(),
+        precision: str = options.precision(),
+        split: str = options.split(),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace --out even if it holds results of another model."
         ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Zero-shot classification accuracy: top-1, top-5 and mean per-class recall."""
         from clipctl.eval.results import write_results

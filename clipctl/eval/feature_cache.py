@@ -19,12 +19,10 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from clipctl.eval.labelled_data import LabelledSource
 
@@ -76,18 +74,6 @@ def cache_file(cache_dir: str | os.PathLike, space: dict[str, Any], source: Labe
     key = json.dumps({"space": space, "data": source.identity}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
     return Path(cache_dir) / _slug(space["model"]) / f"{_slug(source.name)}-{digest}.parquet"
-
-
-@dataclass
-class Features:
-    """Features (float32, ``[n, dim]``) and labels of the readable images of one dataset, in dataset order."""
-
-    features: torch.Tensor
-    labels: torch.Tensor
-    extracted: int  # encoded by this run
-    cached: int  # read from the cache
-    unreadable: list[tuple[str, str]]
-    cache_path: str | None
 
 
 class FeatureStore:
