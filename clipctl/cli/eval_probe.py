@@ -8,36 +8,18 @@ from typing import Any
 import typer
 
 from clipctl.cli import options
-from clipctl.cli.console import err, out
-
-
-def _percent(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
+from clipctl.cli.console import err
 
 
 def print_probe_table(doc: dict[str, Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from clipctl.cli.zeroshot import print_classification_table
 
     shots = f"{doc['few_shot']}-shot" if doc["few_shot"] else "all training images"
     title = (
         f"linear probe: {doc['model']} ({doc['pretrained'] or 'random weights'}), {shots} "
         f"({doc['num_train']} images, seed {doc['seed']}), weight decay {doc['weight_decay']:.3g}"
     )
-    out.print(escape(title), soft_wrap=True)
-    table = Table()
-    for column in ("dataset", "images", "classes", "top-1", "top-5", "mean per-class recall"):
-        table.add_column(column, justify="left" if column == "dataset" else "right")
-    metrics = doc["metrics"]
-    table.add_row(
-        escape(doc["dataset"]),
-        str(doc["num_samples"]),
-        str(doc["num_classes"]),
-        _percent(metrics["top1"]),
-        _percent(metrics["top5"]),
-        _percent(metrics["mean_per_class_recall"]),
-    )
-    out.print(table)
+    print_classification_table([doc], title)
 
 
 def print_probe_notes(doc: dict[str, Any]) -> None:
