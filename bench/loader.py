@@ -47,18 +47,16 @@ def _children_cpu() -> float:
 
 
 def _seeded_call_before(transform, value, seed):
-    import random
-
+    """seeded_call as it was: it also ran torch.manual_seed, which seeds every accelerator backend (same draws)."""
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    from clipctl.train.data_common import seeded_call
+
+    def with_full_seed(image):
         torch.manual_seed(seed)
-        state = random.getstate()
-        random.seed(seed)
-        try:
-            return transform(value)
-        finally:
-            random.setstate(state)
+        return transform(image)
+
+    return seeded_call(with_full_seed, value, seed)
 
 
 def _clipctl_loader(shards: str, num_images: int, batch_size: int, fast: bool):

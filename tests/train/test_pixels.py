@@ -5,7 +5,6 @@ resumed epoch still continues with the same batches."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from PIL import Image
 from clipctl.train import pixels
 from clipctl.train.data import build_train_data
 from clipctl.transforms import image_transform
-from tests.train.test_data_wds import captions, cfg, fake_tokenizer, write_tar
+from tests.train.test_data_wds import captions, cfg, fake_tokenizer, write_shards
 
 CPU = torch.device("cpu")
 
@@ -55,16 +54,7 @@ def test_png_and_truncated_jpeg():
 
 
 def _jpeg_shards(folder: Path, counts: list[int]) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for s, n in enumerate(counts):
-        members = []
-        for i in range(n):
-            key = f"{s:03d}{i:04d}"
-            members += [(f"{key}.jpg", _encode(_photo(s * 100 + i))), (f"{key}.txt", f"j {s}-{i}".encode())]
-        paths.append(write_tar(folder / f"{s:05d}.tar", members))
-    (folder / "sizes.json").write_text(json.dumps({f"{s:05d}.tar": n for s, n in enumerate(counts)}))
-    return paths
+    return write_shards(folder, counts, "j", image=lambda seed: _encode(_photo(seed)), ext="jpg")
 
 
 def _batches(info, epoch: int = 0) -> list[tuple[torch.Tensor, list[str]]]:
