@@ -10,7 +10,7 @@ workers) and the peak proportional set size (PSS, so pages shared by forked work
     python bench/train.py --models ViT-B-32 RN50 --batch-size 16 --num-images 192 --repeats 2
     python bench/train.py --models convnext_base_w --batch-size 8 --num-images 64 --repeats 2
     python bench/train.py --models ViT-B-32 --data shards        # OpenCLIP 3.3 fails here, see below
-    python bench/train.py --models ViT-B-32 --clipctl-only --variant --torchcompile
+    python bench/train.py --models ViT-B-32 --clipctl-only --variant=--torchcompile
 
 Neither side sets OMP_NUM_THREADS (it is removed from the environment): each picks its own threads. OpenCLIP 3.3
 with webdataset 0.2.x raises ``KeyError: 'fname'`` on shards that webdataset itself reads; the script reports
