@@ -66,9 +66,14 @@ def create_model(
     require_pretrained: bool = False,
     weights_only: bool = True,
     reparameterize: bool = False,
+    allow_random_weights: bool = False,
     **model_kwargs: Any,
 ) -> nn.Module:
-    """Build a model by name and load its weights strictly. See the README for the accepted names."""
+    """Build a model by name and load its weights strictly. See the README for the accepted names.
+
+    ``pretrained="none"`` gives random weights for any name; ``allow_random_weights`` lets a ``local-dir:``
+    folder without a weights file build with random weights instead of being refused (training from scratch).
+    """
     from clipctl.models import build_model_from_config
     from clipctl.models.precision import get_cast_dtype
 
@@ -81,6 +86,7 @@ def create_model(
     resolved = resolve_model(
         model_name,
         pretrained,
+        allow_random_weights=allow_random_weights,
         cache_dir=cache_dir,
         force_quick_gelu=force_quick_gelu,
         force_custom_text=force_custom_text,
@@ -203,7 +209,7 @@ def get_tokenizer(
 
     if not model_name:
         return SimpleTokenizer(context_length=context_length or 77, **kwargs)
-    resolved = resolve_model(model_name, cache_dir=cache_dir)
+    resolved = resolve_model(model_name, cache_dir=cache_dir, allow_random_weights=True)  # only the config
     text_cfg = resolved.model_cfg.get("text_cfg", {})
     source = None
     if resolved.name.startswith(LOCAL_DIR_PREFIX) and text_cfg.get("hf_tokenizer_name"):

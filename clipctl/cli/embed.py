@@ -74,9 +74,10 @@ def register(app: typer.Typer) -> None:
             model = DEFAULT_MODEL
             if pretrained is None:
                 pretrained = DEFAULT_PRETRAINED
-        if pretrained is not None and pretrained.lower() == "none":
-            pretrained = None
-        if pretrained is None:
+        from clipctl.config.resolver import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, pretrained_label
+
+        brings_weights = model.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX)) and pretrained is None
+        if pretrained_label(pretrained) is None and not brings_weights:
             err.print(
                 f"[yellow]note:[/] no --pretrained: {model} embeds with randomly initialised weights",
                 soft_wrap=True,

@@ -28,6 +28,7 @@ from clipctl.errors import ClipctlError, UnknownNameError
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
 HUB_CONFIG_NAME = "open_clip_config.json"
+NO_WEIGHTS = "none"
 # The order OpenCLIP 3.3 searches a local-dir for weights; the Hub's default file comes first.
 LOCAL_DIR_WEIGHT_NAMES = (
     "open_clip_model.safetensors",
@@ -137,10 +138,21 @@ def _local_file_preprocess(path: Path) -> dict[str, Any]:
     return {}
 
 
+def no_weights_requested(pretrained: str | None) -> bool:
+    """``pretrained="none"`` (any case): build the architecture with random weights, whatever the name brings."""
+    return isinstance(pretrained, str) and pretrained.strip().lower() == NO_WEIGHTS
+
+
+def pretrained_label(pretrained: str | None) -> str | None:
+    """What results and metadata record as the weights: ``None`` for random weights."""
+    return None if not pretrained or no_weights_requested(pretrained) else str(pretrained)
+
+
 def resolve_model(
     model_name: str,
     pretrained: str | None = None,
     *,
+    allow_random_weights: bool = False,
     cache_dir: str | None = None,
     force_quick_gelu: bool = False,
     force_custom_text: bool = False,
@@ -150,12 +162,18 @@ def resolve_model(
     force_preprocess_cfg: dict[str, Any] | None = None,
 ) -> ResolvedModel:
     """Resolve a model name (registry name, ``ViT-B/32``, ``hf-hub:org/repo``, ``local-dir:PATH`` or a JSON
-    config path) and an optional ``pretrained`` (tag or weights file) into a :class:`ResolvedModel`."""
+    config path) and an optional ``pretrained`` (tag, weights file, or ``"none"`` for random weights) into a
+    :class:`ResolvedModel`.
+
+    A ``local-dir:`` folder with a config and no weights file is refused unless ``pretrained="none"``, or
+    ``allow_random_weights`` (training from scratch, as OpenCLIP allows with a warning; the returned ``notes``
+    say so)."""
     if not model_name:
         raise ClipctlError(
             "no model given: pass a name from `clipctl models list`, hf-hub:ORG/REPO or local-dir:PATH"
         )
-    pretrained = pretrained or None
+    random_weights = no_weights_requested(pretrained)
+    pretrained = None if random_weights else (pretrained or None)
     notes: list[str] = []
     hub_preprocess: dict[str, Any] = {}
     weights: WeightsSource | None = None
@@ -249,10 +267,15 @@ def resolve_model(
                     list_pretrained_tags_by_model(name),
                     hint="see `clipctl models show " + name + "`, or pass a weights file path",
                 )
+    elif random_weights:
+        weights = None
     elif model_name.startswith(LOCAL_DIR_PREFIX) and weights is None:
-        raise ClipctlError(
-            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...)"
-        )
+        if not allow_random_weights:
+            raise ClipctlError(
+                f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...); "
+                "pass --pretrained none to use its architecture with random weights"
+            )
+        notes.append(f"{model_name} holds no weights file: building its architecture with random weights")
 
     if force_quick_gelu:
         model_cfg["quick_gelu"] = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from clipctl.config.resolver import pretrained_label
 from clipctl.errors import ClipctlError
 
 DEFAULT_BATCH_SIZE = 64
@@ -78,7 +79,8 @@ def retrieval_document(
     check_batch_size(batch_size)
     torch_device = parse_device(device)
     plan = plan_precision(precision, torch_device)
-    pretrained = None if pretrained in (None, "", "none") else str(pretrained)
+    # the resolver reads "none" as random weights; the results record them as null
+    weights, pretrained = pretrained, pretrained_label(pretrained)
     source = open_retrieval_source(
         str(data),
         csv_img_key=csv_img_key,
@@ -88,7 +90,7 @@ def retrieval_document(
     )
     check_outputs(out, [source.name], format, model, pretrained, overwrite=overwrite)
 
-    loaded = load_model(model, pretrained, torch_device, plan)
+    loaded = load_model(model, weights, torch_device, plan)
     dataset = source.make_dataset(loaded.preprocess)
     if source.num_images is not None:
         num_workers = resolve_workers(workers, source.num_images, batch_size)

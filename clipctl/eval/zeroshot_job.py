@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipctl.config.resolver import pretrained_label
 from clipctl.errors import ClipctlError
 
 DEFAULT_BATCH_SIZE = 64
@@ -344,7 +345,8 @@ def zeroshot_documents(
     check_batch_size(batch_size)
     torch_device = parse_device(device)
     plan = plan_precision(precision, torch_device)
-    pretrained = None if pretrained in (None, "", "none") else str(pretrained)
+    # the resolver reads "none" as random weights; the results record them as null
+    weights, pretrained = pretrained, pretrained_label(pretrained)
     datasets = collect_datasets(
         data=data,
         classnames=classnames,
@@ -355,7 +357,7 @@ def zeroshot_documents(
     )
     check_outputs(out, [d.name for d in datasets], format, model, pretrained, overwrite=overwrite)
 
-    loaded = load_model(model, pretrained, torch_device, plan)
+    loaded = load_model(model, weights, torch_device, plan)
     classifiers: dict[tuple, torch.Tensor] = {}
     docs = []
     for dataset in datasets:

@@ -4,12 +4,7 @@ from clipctl.models.build import build_model_from_config
 from clipctl.models.clip import CLIP, CustomTextCLIP
 from clipctl.models.coca import CoCa
 from clipctl.models.precision import convert_weights_to_lp, get_cast_dtype, get_input_dtype
-
-try:  # registers UniRepLKNet variants with timm; written by another helper
-    import clipctl.models.unireplknet  # noqa: F401
-except ModuleNotFoundError as exc:
-    if exc.name != "clipctl.models.unireplknet":
-        raise
+from clipctl.models.unireplknet import UniRepLKNet  # noqa: F401 - importing registers the variants with timm
 
 __all__ = [
     "CLIP",

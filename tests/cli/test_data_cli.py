@@ -98,3 +98,13 @@ def test_build_exits_1_with_a_summary_when_every_download_fails(tmp_path, capsys
     assert "none of the 3 images" in _one_error_line(captured.err)
     assert "failed to download" in captured.out and "404" in captured.out
     assert json.loads((tmp_path / "shards" / "sizes.json").read_text()) == {"00000.tar": 0}
+
+
+def test_inspect_accepts_a_quoted_glob(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    args = ["data", "synth", "--out", str(out), "--num-train", "40", "--num-heldout-per-class", "1"]
+    assert main([*args, "--image-size", "24", "--samples-per-shard", "20", "--processes", "1"]) == 0
+    capsys.readouterr()
+    assert main(["data", "inspect", str(out / "*.tar"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_samples"] == 40 and len(report["shards"]) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ import torch
 from PIL import Image
 
 from clipctl.cli.main import main
-from tests.helpers import write_model_config
+from tests.helpers import TINY_VIT_CFG, write_model_config
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +104,15 @@ def test_output_for_another_model_is_refused(folder, tmp_path, tiny, capsys):
     args = ["embed", str(folder), "--out", str(out), *tiny[2:], "--model", other]
     assert main(args) == 2
     assert "pass another --out" in _one_error_line(capsys.readouterr().err)
+
+
+def test_local_dir_without_weights_needs_pretrained_none(folder, tmp_path, capsys):
+    """Inference on a config-only folder is refused (random features are rarely wanted) unless asked for."""
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    (arch / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_VIT_CFG}))
+    args = ["embed", str(folder), "--model", f"local-dir:{arch}", "--workers", "0", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a.parquet")]) == 2
+    assert "pass --pretrained none" in _one_error_line(capsys.readouterr().err)
+    assert main([*args, "--out", str(tmp_path / "b.parquet"), "--pretrained", "none"]) == 0
+    assert len(pd.read_parquet(tmp_path / "b.parquet")) == 3

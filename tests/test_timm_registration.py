@@ -1,0 +1,43 @@
+"""`import clipctl` makes clipctl's timm models available to timm.create_model, in either import order, while
+importing clipctl (and `clipctl --help`) still loads neither torch nor timm. Each case runs in a fresh
+interpreter, since the registration happens at import time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import clipctl; import timm",
+        "import timm; import clipctl",
+        "import clipctl; from timm import create_model",
+    ],
+)
+def test_timm_create_model_finds_unireplknet_after_import_clipctl(imports):
+    code = f"{imports}; import timm; m = timm.create_model('unireplknet_a', num_classes=0); print(type(m).__name__)"
+    assert _python(code) == "UniRepLKNet"
+
+
+def test_import_clipctl_and_help_load_neither_torch_nor_timm():
+    code = (
+        "import sys, contextlib, io; import clipctl; from clipctl.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+        "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    )
+    assert _python(code) == "[]"
+
+
+def test_timm_resources_still_resolve_through_the_hook():
+    code = "import clipctl, importlib.resources; print(importlib.resources.files('timm').joinpath('__init__.py').is_file())"
+    assert _python(code) == "True"
