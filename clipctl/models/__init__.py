@@ -3,8 +3,9 @@
 from clipctl.models.build import build_model_from_config
 from clipctl.models.clip import CLIP, CustomTextCLIP
 from clipctl.models.coca import CoCa
-from clipctl.models.precision import convert_weights_to_lp, get_cast_dtype, get_input_dtype
+from clipctl.models.precision import convert_weights_to_lp
 from clipctl.models.unireplknet import UniRepLKNet  # noqa: F401 - importing registers the variants with timm
+from clipctl.runtime.precision import get_cast_dtype, get_input_dtype
 
 __all__ = [
     "CLIP",
