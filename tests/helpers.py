@@ -17,8 +17,9 @@ TINY_VIT_CFG = {
 
 def assert_user_error(stderr: str, message: str = "") -> str:
     """A refusal as DESIGN.md's bad-input rule wants it: one ``clipctl: error:`` line naming the problem, never
-    an internal error or a traceback. Returns the line."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    an internal error or a traceback (``note:`` lines printed before the work started may precede it).
+    Returns the line."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("note: ")]
     assert "internal error" not in stderr and "Traceback" not in stderr, stderr
     assert len(lines) == 1, stderr
     assert lines[0].startswith("clipctl: error: "), stderr

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipctl.config.model_checks import check_model_cfg
 from clipctl.config.pretrained import clean_tag, get_pretrained_cfg, list_pretrained_tags_by_model
 from clipctl.config.registry import (
     get_model_config,
@@ -289,6 +290,7 @@ def resolve_model(
     if force_context_length is not None:
         model_cfg.setdefault("text_cfg", {})["context_length"] = force_context_length
 
+    check_model_cfg(model_cfg, name)
     preprocess = merge_preprocess(default_preprocess_cfg(model_cfg), hub_preprocess)
     preprocess["size"] = vision_cfg.get("image_size", 224)
     preprocess = merge_preprocess(preprocess, force_preprocess_cfg)

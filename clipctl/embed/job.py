@@ -78,6 +78,11 @@ def errors_path_for(out: str | os.PathLike) -> Path:
 # -- model --------------------------------------------------------------------------------------------------
 
 
+def _check_out(out: str | os.PathLike, fmt: str) -> Path:
+    """The output path, refused before the model loads when it can never be written."""
+    return fileio.check_output_target(out, kind="folder" if fmt == "clip-retrieval" else "file")
+
+
 def _check_choices(fmt: str, batch_size: int) -> None:
     if fmt not in FORMATS:
         raise ClipctlError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -313,7 +318,7 @@ def embed_images(
     """Embed every image of ``src`` into ``out``; images already in ``out`` are skipped (resume)."""
     options = options or EmbedOptions()
     source = open_image_source(src)
-    out_path = Path(out)
+    out_path = _check_out(out, options.format)
     run = _start(options, "image", source.root, options.fast_decode)
     key_column = "image_path" if options.format == "clip-retrieval" else source.key_column
     store = _open_store(
@@ -354,7 +359,7 @@ def embed_texts(
     if options.fast_decode:
         raise ClipctlError("--fast-decode applies to images, not --text")
     captions = read_caption_lines(src)
-    out_path = Path(out)
+    out_path = _check_out(out, options.format)
     run = _start(options, "text", str(Path(src).resolve()), False)
     tokenizer = get_tokenizer(options.weights()[0])
     store = _open_store(

@@ -32,7 +32,7 @@ from torch import nn
 from clipctl.config.resolver import ResolvedModel, resolve_model
 from clipctl.config.run import TrainConfig, dump_run_config, report_targets
 from clipctl.errors import ClipctlError, RunFailure
-from clipctl.fileio import write_text_atomic
+from clipctl.fileio import check_output_target, write_text_atomic
 from clipctl.runtime import ProgressBar, leave_cores_to_workers, plan_precision
 from clipctl.train import checkpointing as ckpt_io
 from clipctl.train.distributed import (
@@ -84,6 +84,8 @@ def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
     if world_size is None:
         world_size = world_from_env()[2]
     run_dir = run_dir_of(cfg)
+    if run_dir is not None:
+        check_output_target(run_dir, what="--logs/--name", kind="folder")
     if run_dir is not None and run_dir.exists() and cfg.resume is None and any(run_dir.iterdir()):
         raise ClipctlError(
             f"run folder {run_dir} already exists: continue it with `clipctl resume {run_dir}`, "

@@ -260,9 +260,8 @@ def test_bad_input_is_one_line_exit_2_before_anything_is_built(case, shards, tmp
     args, needle = _bad_inputs(shards, tmp_path)[case]
     code, out, err = run_cli(["train", *args], capsys)
     assert code == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("clipctl: error:"), err
-    assert needle.lower() in lines[0].lower(), lines[0]
+    line = assert_user_error(err)
+    assert needle.lower() in line.lower(), line
 
 
 def test_resume_needs_a_run_folder(tmp_path, capsys):
