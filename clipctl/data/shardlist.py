@@ -13,6 +13,7 @@ import glob
 import json
 import os
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from braceexpand import braceexpand
 
@@ -41,6 +42,17 @@ def split_sources(spec: str | Sequence[str]) -> list[str]:
     if not sources:
         raise ClipctlError("shard spec is empty")
     return sources
+
+
+def open_shard(url: str) -> BinaryIO:
+    """A binary stream of one shard: a local file, or a URL / ``pipe:`` command through webdataset's gopen
+    (``http(s)://`` via curl, ``s3://`` and other schemes via their command line tools). A remote shard that
+    cannot be fetched (404, a failing command) raises OSError at the latest when the stream is closed."""
+    if is_remote(url):
+        import webdataset as wds
+
+        return wds.gopen(url, "rb")
+    return open(url, "rb")
 
 
 def is_glob(source: str) -> bool:

@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from clipctl.data.csv_table import CsvTable, read_csv_table
-from clipctl.data.shardlist import check_shards_exist, expand_shard_spec, is_glob, read_sizes, split_sources
+from clipctl.data.shardlist import (
+    check_shards_exist,
+    expand_shard_spec,
+    is_glob,
+    is_remote,
+    read_sizes,
+    split_sources,
+)
 from clipctl.errors import ClipctlError, UnknownNameError
 from clipctl.train.data_common import LoaderView, SharedEpoch, SkipCounter
 from clipctl.train.data_csv import (
@@ -128,7 +135,7 @@ def resolve_dataset_type(spec: Any, dataset_type: str | None) -> str:
     ext = first.rsplit(".", 1)[-1].lower() if "." in os.path.basename(first) else ""
     if ext in ("csv", "tsv"):
         return "csv"
-    if ext == "tar" or "{" in first or is_glob(first) or os.path.isdir(first):
+    if ext == "tar" or "{" in first or is_glob(first) or is_remote(first) or os.path.isdir(first):
         return "webdataset"
     raise ClipctlError(
         f"cannot tell the dataset type of {first!r} from its name: pass --dataset-type webdataset|csv"

@@ -21,7 +21,6 @@ import importlib.util
 import logging
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -104,12 +103,9 @@ def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
     if cfg.use_bnb_linear and importlib.util.find_spec("bitsandbytes") is None:
         raise ClipctlError("--use-bnb-linear needs bitsandbytes: pip install bitsandbytes")
     if cfg.remote_sync:
-        if cfg.remote_sync_protocol == "s3" and shutil.which("aws") is None:
-            raise ClipctlError(
-                "--remote-sync with s3 needs the aws command line tool on PATH (pip install awscli)"
-            )
-        if cfg.remote_sync_protocol == "fsspec" and importlib.util.find_spec("fsspec") is None:
-            raise ClipctlError("--remote-sync-protocol fsspec needs fsspec: pip install fsspec")
+        from clipctl.train.remote_sync import check_remote_sync
+
+        check_remote_sync(cfg.remote_sync, cfg.remote_sync_protocol)
     check_eval_paths(cfg)
     validate_data_config(cfg, world_size=world_size)
 
