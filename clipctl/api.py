@@ -67,11 +67,8 @@ def create_model(
     allow_random_weights: bool = False,
     **model_kwargs: Any,
 ) -> nn.Module:
-    """Build a model by name and load its weights strictly. See the README for the accepted names.
-
-    ``pretrained="none"`` gives random weights for any name; ``allow_random_weights`` lets a ``local-dir:``
-    folder without a weights file build with random weights instead of being refused (training from scratch).
-    """
+    """Build a model by name and load its weights strictly (names: see the README; ``pretrained="none"``:
+    random weights). ``allow_random_weights``: a ``local-dir:`` folder without weights is not refused."""
     from clipctl.models import build_model_from_config
     from clipctl.runtime import check_precision, get_cast_dtype
 
@@ -122,7 +119,14 @@ def create_model(
 
         reparameterize_model(model)
     _apply_precision(model, precision)
+    _attach_origin(model, resolved, force_preprocess_cfg)
+    return model
 
+
+def _attach_origin(
+    model: nn.Module, resolved: ResolvedModel, force_preprocess_cfg: dict[str, Any] | None
+) -> None:
+    """What the transforms and writers read back from a model: its preprocessing, name and weights tag."""
     preprocess = dict(resolved.preprocess_cfg)
     image_size = getattr(model.visual, "image_size", None)
     if image_size is not None:
@@ -130,7 +134,6 @@ def create_model(
     model.visual.preprocess_cfg = merge_preprocess(preprocess, force_preprocess_cfg)
     model.clipctl_model_name = resolved.name
     model.clipctl_pretrained = resolved.pretrained
-    return model
 
 
 def _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode) -> dict[str, Any]:

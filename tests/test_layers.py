@@ -21,6 +21,7 @@ LOWER = (
     "clipctl.tokenizer",
     "clipctl.transforms",
     "clipctl.checkpoint",
+    "clipctl.pickle_globals",
     "clipctl.download",
     "clipctl.config",
     "clipctl.data",

@@ -149,6 +149,16 @@ def pretrained_label(pretrained: str | None) -> str | None:
     return None if not pretrained or no_weights_requested(pretrained) else str(pretrained)
 
 
+def _local_dir_without_weights(model_name: str, allow_random_weights: bool) -> str:
+    """The note for a config-only ``local-dir:`` folder, or the refusal when random weights were not asked for."""
+    if not allow_random_weights:
+        raise ClipctlError(
+            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...); "
+            "pass --pretrained none to use its architecture with random weights"
+        )
+    return f"{model_name} holds no weights file: building its architecture with random weights"
+
+
 def resolve_model(
     model_name: str,
     pretrained: str | None = None,
@@ -271,12 +281,7 @@ def resolve_model(
     elif random_weights:
         weights = None
     elif model_name.startswith(LOCAL_DIR_PREFIX) and weights is None:
-        if not allow_random_weights:
-            raise ClipctlError(
-                f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...); "
-                "pass --pretrained none to use its architecture with random weights"
-            )
-        notes.append(f"{model_name} holds no weights file: building its architecture with random weights")
+        notes.append(_local_dir_without_weights(model_name, allow_random_weights))
 
     if force_quick_gelu:
         model_cfg["quick_gelu"] = True
