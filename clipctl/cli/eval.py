@@ -83,11 +83,6 @@ def register(app: typer.Typer) -> None:
         from clipctl.eval.results import write_results
         from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
-        if csv_separator is not None:
-            # a shell hands "\t" over as two characters
-            csv_separator = (
-                csv_separator.encode().decode("unicode_escape") if "\\" in csv_separator else csv_separator
-            )
         doc = retrieval_document(
             RetrievalOptions(
                 model,

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from clipctl.data.csv_table import CsvTable, read_csv_table
+from clipctl.data.csv_table import CsvTable, parse_separator, read_csv_table
 from clipctl.data.shardlist import (
     check_shards_exist,
     expand_shard_spec,
@@ -224,10 +224,8 @@ def _plan(cfg: Any, *, is_train: bool, world_size: int) -> _Plan | None:
 
 
 def csv_separator(cfg: Any) -> str:
-    """The configured separator; a typed backslash escape (``\\t`` from a shell without ``$'...'``) means the
-    character."""
-    sep = _get(cfg, "csv_separator", "\t")
-    return "\t" if sep == "\\t" else sep
+    """The configured separator (``tab``, ``\\t``, ``,`` ...: see :func:`clipctl.data.csv_table.parse_separator`)."""
+    return parse_separator(_get(cfg, "csv_separator", "\t"))
 
 
 def _read_table(cfg: Any, path: str) -> CsvTable:
