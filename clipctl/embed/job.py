@@ -201,7 +201,8 @@ class EmbedOptions:
     ``pretrained`` 'none' means random weights, None the weights the model name brings (none for a registry
     name). ``workers`` None: cores, at most 8;
     ``encode_in_workers`` None: on a CPU under Linux, each worker encodes whole batches (see the module doc).
-    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run)."""
+    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run); ``announce``
+    gets warnings worth a line, such as bf16 on a CPU that emulates it."""
 
     model: str | None = None
     pretrained: str | None = None
@@ -217,6 +218,9 @@ class EmbedOptions:
     chunk_seconds: float = 60.0
     encode_in_workers: bool | None = None
     after_batch: Callable[[int], None] | None = None
+    announce: Callable[[str], None] | None = (
+        None  # one-line warnings before the work starts (the CLI prints them)
+    )
 
     def weights(self) -> tuple[str, str | None]:
         """(model, pretrained) with the defaults applied; 'none' is passed on for the resolver to read."""
@@ -249,6 +253,8 @@ class _Run:
 def _start(options: EmbedOptions, modality: str, source: str, fast_decode: bool) -> _Run:
     _check_choices(options.format, options.batch_size)
     torch_device, plan = _plan(options.device, options.precision)
+    if plan.note and options.announce is not None:
+        options.announce(plan.note)
     started = time.perf_counter()
     model, pretrained = options.weights()
     encoder, preprocess, settings = load_encoder(model, pretrained, plan, torch_device, options.normalize)

@@ -11,6 +11,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "describe_cpu": "cpu",
+    "native_bf16": "cpu",
     "parse_device": "device",
     "device_for_rank": "device",
     "CAST_PRECISIONS": "precision",

@@ -130,3 +130,20 @@ def test_weights_that_need_code_are_one_line_saying_how_to_allow_them(folder, tm
     assert main([*args, "--workers", "0", "--quiet"]) == 2
     line = assert_user_error(capsys.readouterr().err, f"needs code to load ({os.system.__module__}.system)")
     assert "--unsafe-load" in line and not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_warns_once_on_a_cpu_that_emulates_it(native, folder, tmp_path, tiny, capsys, monkeypatch):
+    from clipctl.runtime import cpu
+
+    flags = "avx512f avx512_bf16" if native else "avx512f"
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: ("Test CPU", set(flags.split())))
+    out = tmp_path / "e.parquet"
+    assert main(["embed", str(folder), "--out", str(out), *tiny, "--precision", "bf16"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    if native:
+        assert warnings == []
+    else:
+        assert (
+            len(warnings) == 1 and "Test CPU" in warnings[0] and "--precision fp32 is faster" in warnings[0]
+        )
