@@ -285,18 +285,8 @@ def test_tiny_json_model_dry_run_prints_full_config(tmp_path, shards, capsys, no
     ids=["pretrained-none", "pretrained-None", "save-frequency-0"],
 )
 def test_openclip_flag_values_are_accepted(flags, shards, tmp_path, capsys, no_engine):
-    args = [
-        "train",
-        "--recipe",
-        "tiny_cpu",
-        "--train-data",
-        shards,
-        *flags,
-        "--logs",
-        str(tmp_path),
-        "--dry-run",
-    ]
-    code, out, err = run_cli(args, capsys)
+    args = ["train", "--recipe", "tiny_cpu", "--train-data", shards, *flags]
+    code, out, err = run_cli([*args, "--logs", str(tmp_path), "--dry-run"], capsys)
     assert code == 0, err
     assert yaml.safe_load(out)[flags[0][2:].replace("-", "_")] in ("none", "None", 0)
 
