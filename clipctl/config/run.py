@@ -174,7 +174,7 @@ class TrainConfig:
     copy_codebase: bool = _opt(False, "logging", "Not supported: clipctl is an installed package.")
     # -- checkpoints
     save_frequency: int = _opt(
-        1, "checkpoint", "Save checkpoints/epoch_K.pt every N epochs (and at the last)."
+        1, "checkpoint", "Save checkpoints/epoch_K.pt every N epochs (and at the last); 0: only at the last."
     )
     save_most_recent: bool = _opt(False, "checkpoint", "Also keep checkpoints/epoch_latest.pt up to date.")
     save_every_n_steps: int | None = _opt(
@@ -407,11 +407,20 @@ def validate_run_config(cfg: TrainConfig) -> None:
     for key, message in refusals.items():
         if getattr(cfg, key):
             raise ClipctlError(message)
-    positive = ("batch_size", "epochs", "accum_freq", "save_frequency", "log_every_n_steps")
+    positive = ("batch_size", "epochs", "accum_freq", "log_every_n_steps")
     for key in positive:
         if getattr(cfg, key) < 1:
             raise ClipctlError(f"--{key.replace('_', '-')} must be at least 1 (got {getattr(cfg, key)})")
-    for key in ("workers", "warmup", "zeroshot_frequency", "val_frequency", "remote_sync_frequency"):
+    # save_frequency 0 is OpenCLIP's "no per-epoch checkpoints" (the last epoch is still saved).
+    non_negative = (
+        "workers",
+        "warmup",
+        "zeroshot_frequency",
+        "val_frequency",
+        "remote_sync_frequency",
+        "save_frequency",
+    )
+    for key in non_negative:
         if getattr(cfg, key) < 0:
             raise ClipctlError(f"--{key.replace('_', '-')} must not be negative (got {getattr(cfg, key)})")
     if cfg.save_every_n_steps is not None and cfg.save_every_n_steps < 1:

@@ -29,6 +29,24 @@ class CsvTable:
         return len(self.captions)
 
 
+# What users type for a separator (the names and "\t" as a shell passes it, two characters) -> the character.
+SEPARATOR_SPELLINGS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+
+def parse_separator(value: str) -> str:
+    """The one reading of ``--csv-separator`` / ``--separator`` everywhere: ``tab``, ``\t`` (typed), ``comma``,
+    ``semicolon``, ``pipe``, ``space`` or one character (``,`` ``;`` ``|`` or a real TAB)."""
+    spelled = SEPARATOR_SPELLINGS.get(value.strip().lower()) if value.strip() else None
+    if spelled is not None:
+        return spelled
+    if len(value) == 1:
+        return value
+    raise ClipctlError(
+        f"unknown CSV separator {value!r}: give one character (',', ';', '|'), tab or '\\t', or a name "
+        "(comma, semicolon, pipe, space)"
+    )
+
+
 def _show_sep(sep: str) -> str:
     return "'" + sep.encode("unicode_escape").decode() + "'"
 
@@ -47,6 +65,7 @@ def _guess_column(columns: Sequence[str], hints: Sequence[str]) -> str | None:
 
 def check_csv_columns(path: str, sep: str, img_key: str, caption_key: str) -> None:
     """Raise a message that names the separator and columns the file seems to use when the keys are absent."""
+    sep = parse_separator(sep)
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             first_line = f.readline().rstrip("\r\n")
@@ -90,6 +109,7 @@ def read_csv_table(path: str, sep: str, img_key: str, caption_key: str) -> CsvTa
     """Read and check a CSV/TSV once per process (validation and loader building share the result)."""
     if not os.path.isfile(path):
         raise ClipctlError(f"CSV file not found: {path}")
+    sep = parse_separator(sep)
     stat = os.stat(path)
     cache_key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size, sep, img_key, caption_key)
     if cache_key in _TABLE_CACHE:

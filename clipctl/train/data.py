@@ -23,8 +23,15 @@ from typing import Any
 
 import torch
 
-from clipctl.data.csv_table import CsvTable, read_csv_table
-from clipctl.data.shardlist import check_shards_exist, expand_shard_spec, read_sizes, split_sources
+from clipctl.data.csv_table import CsvTable, parse_separator, read_csv_table
+from clipctl.data.shardlist import (
+    check_shards_exist,
+    expand_shard_spec,
+    is_glob,
+    is_remote,
+    read_sizes,
+    split_sources,
+)
 from clipctl.errors import ClipctlError, UnknownNameError
 from clipctl.train.data_common import LoaderView, SharedEpoch, SkipCounter
 from clipctl.train.data_csv import (
@@ -128,7 +135,7 @@ def resolve_dataset_type(spec: Any, dataset_type: str | None) -> str:
     ext = first.rsplit(".", 1)[-1].lower() if "." in os.path.basename(first) else ""
     if ext in ("csv", "tsv"):
         return "csv"
-    if ext == "tar" or "{" in first or os.path.isdir(first):
+    if ext == "tar" or "{" in first or is_glob(first) or is_remote(first) or os.path.isdir(first):
         return "webdataset"
     raise ClipctlError(
         f"cannot tell the dataset type of {first!r} from its name: pass --dataset-type webdataset|csv"
@@ -217,10 +224,8 @@ def _plan(cfg: Any, *, is_train: bool, world_size: int) -> _Plan | None:
 
 
 def csv_separator(cfg: Any) -> str:
-    """The configured separator; a typed backslash escape (``\\t`` from a shell without ``$'...'``) means the
-    character."""
-    sep = _get(cfg, "csv_separator", "\t")
-    return "\t" if sep == "\\t" else sep
+    """The configured separator (``tab``, ``\\t``, ``,`` ...: see :func:`clipctl.data.csv_table.parse_separator`)."""
+    return parse_separator(_get(cfg, "csv_separator", "\t"))
 
 
 def _read_table(cfg: Any, path: str) -> CsvTable:

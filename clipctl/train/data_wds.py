@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from clipctl.data.shardlist import is_remote
+from clipctl.data.shardlist import is_remote, open_shard
 from clipctl.errors import ClipctlError
 from clipctl.train.data_common import (
     CAPTION_EXTENSION,
@@ -41,14 +41,6 @@ SHUFFLE_INITIAL = 1000
 EMPTY_SHARD_LIMIT = 10  # resampled: if the first this-many shards drawn hold no usable sample, stop
 
 _STREAM_SAMPLES, _STREAM_PASS = 1, 2  # salts for mix_seed
-
-
-def open_shard(url: str):
-    if is_remote(url):
-        import webdataset as wds
-
-        return wds.gopen(url, "rb")
-    return open(url, "rb")
 
 
 def _split_name(name: str) -> tuple[str, str]:
