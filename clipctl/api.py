@@ -9,8 +9,9 @@ reads JSON or knows about towers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,7 +20,12 @@ from clipctl.checkpoint import load_checkpoint
 from clipctl.config.resolver import LOCAL_DIR_PREFIX, ResolvedModel, merge_preprocess, resolve_model
 from clipctl.errors import ClipctlError
 
+if TYPE_CHECKING:
+    from clipctl.transforms import AugmentationCfg
+
 logger = logging.getLogger("clipctl")
+# an image preprocessing pipeline: PIL image in, tensor out
+Transform = Callable[[Any], torch.Tensor]
 
 
 def _weights_path(resolved: ResolvedModel, cache_dir: str | None):
@@ -136,7 +142,9 @@ def _preprocess_overrides(image_mean, image_std, image_interpolation, image_resi
     }
 
 
-def _transforms_for(model: nn.Module, aug_cfg: Any = None):
+def _transforms_for(
+    model: nn.Module, aug_cfg: Mapping[str, Any] | AugmentationCfg | None = None
+) -> tuple[Transform, Transform]:
     from clipctl.transforms import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
     cfg = PreprocessCfg(**merge_preprocess_dict(PreprocessCfg(), model.visual.preprocess_cfg))
@@ -152,9 +160,9 @@ def create_model_and_transforms(
     image_std: tuple[float, ...] | None = None,
     image_interpolation: str | None = None,
     image_resize_mode: str | None = None,
-    aug_cfg: Any = None,
+    aug_cfg: Mapping[str, Any] | AugmentationCfg | None = None,
     **kwargs: Any,
-):
+) -> tuple[nn.Module, Transform, Transform]:
     """``(model, preprocess_train, preprocess_val)``: transforms follow the pretrained tag's preprocessing."""
     overrides = _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
     model = create_model(
@@ -175,7 +183,7 @@ def create_model_from_pretrained(
     image_resize_mode: str | None = None,
     return_transform: bool = True,
     **kwargs: Any,
-):
+) -> nn.Module | tuple[nn.Module, Transform]:
     """Like OpenCLIP's: fails unless full weights load. Returns ``(model, preprocess_val)`` or the model."""
     overrides = _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
     model = create_model(

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "clipctl"
 LOWER = (
     "clipctl.errors",
     "clipctl.constants",
+    "clipctl._lazy",
     "clipctl.fileio",
     "clipctl.runtime",
     "clipctl.models",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 from clipctl.embed.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
             "\\[default: number of cores, at most 8]",
             show_default=False,
         ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+        device: str = options.device(),
         precision: str = typer.Option(
             "fp32",
             "--precision",
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option(
             "parquet", "--format", help="parquet | clip-retrieval (img_emb/*.npy + metadata/*.parquet)."
         ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Embed images (or captions) with a CLIP model; re-running on the same --out resumes where it stopped."""
         from clipctl.errors import ClipctlError

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import out
 
 
@@ -38,12 +39,8 @@ def register(app: typer.Typer) -> None:
 
     @eval_app.command("retrieval")
     def retrieval(
-        model: str = typer.Option(
-            ..., "--model", help="Model name (see `clipctl models list`) or config JSON."
-        ),
-        pretrained: str = typer.Option(
-            ..., "--pretrained", help="Pretrained tag or weights file; 'none' for random weights."
-        ),
+        model: str = options.model(),
+        pretrained: str = options.pretrained(),
         data: str = typer.Option(
             ...,
             "--data",
@@ -59,28 +56,17 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         out_path: Path = typer.Option(None, "--out", "-o", help="Results JSON."),
-        fmt: str = typer.Option(
-            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
-        ),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16."),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace --out even if it holds results of another model."
-        ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        fmt: str = options.results_format(),
+        batch_size: int = options.batch_size(),
+        workers: int = options.loader_workers(),
+        device: str = options.device(),
+        precision: str = options.eval_precision(),
+        split: str = options.wds_split(),
+        overwrite: bool = options.overwrite_results(),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Image->text and text->image recall@1/5/10, ranked in chunks (memory does not grow as N²)."""
-        from clipctl.cli.zeroshot import print_written
-        from clipctl.eval.results import write_results
+        from clipctl.cli.results import save_results
         from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
         if csv_separator is not None:
@@ -94,17 +80,11 @@ def register(app: typer.Typer) -> None:
                 pretrained,
                 data,
                 out_path,
-                format=fmt,
-                overwrite=overwrite,
                 csv_img_key=csv_img_key,
                 csv_caption_key=csv_caption_key,
                 csv_separator=csv_separator,
                 split=split,
-                batch_size=batch_size,
-                workers=workers,
-                device=device,
-                precision=precision,
-                progress=not quiet,
+                **options.evaluation_settings(fmt, overwrite, batch_size, workers, device, precision, quiet),
             )
         )
         if doc["num_unreadable"]:
@@ -119,8 +99,6 @@ def register(app: typer.Typer) -> None:
                 soft_wrap=True,
             )
         print_retrieval_table(doc)
-        if out_path is not None:
-            write_results(out_path, [doc], fmt, overwrite=overwrite)
-            print_written(out_path, [doc], fmt)
+        save_results(out_path, [doc], fmt, overwrite)
 
     app.add_typer(eval_app, name="eval")
