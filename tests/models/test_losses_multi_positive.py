@@ -16,6 +16,7 @@ from clipctl.models.losses import (
     create_loss,
     pair_group_ids,
 )
+from tests.models.gloo_ranks import run_gloo_ranks
 
 WORLD = 3
 PER_RANK = 4
@@ -177,37 +178,24 @@ _CASES = {
 }
 
 
-def _run_rank(rank: int, world: int, store_path: str, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
-    try:
-        f = _features()
-        rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
-        keys = {
-            "caption_tokens": _tokens(DUP_CAPTIONS)[rows],
-            "class_labels": torch.tensor(DUP_LABELS)[rows],
-        }
-        results = {}
-        for name, make in _CASES.items():
-            piece = {k: (v[rows] if v.dim() else v) for k, v in f.items()}
-            loss, image, text, scale, _ = _grads(make(rank, world), piece, **keys)
-            results[name] = {"loss": loss, "image": image, "text": text, "scale": scale}
-        torch.save(results, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _rank_results(rank: int, world: int) -> dict[str, dict[str, torch.Tensor]]:
+    f = _features()
+    rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+    keys = {
+        "caption_tokens": _tokens(DUP_CAPTIONS)[rows],
+        "class_labels": torch.tensor(DUP_LABELS)[rows],
+    }
+    results = {}
+    for name, make in _CASES.items():
+        piece = {k: (v[rows] if v.dim() else v) for k, v in f.items()}
+        loss, image, text, scale, _ = _grads(make(rank, world), piece, **keys)
+        results[name] = {"loss": loss, "image": image, "text": text, "scale": scale}
+    return results
 
 
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
-    import torch.multiprocessing as mp
-
-    tmp = tmp_path_factory.mktemp("dist")
-    mp.start_processes(
-        _run_rank, args=(WORLD, str(tmp / "store"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
-    )
-    return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
+    return run_gloo_ranks(_rank_results, WORLD, tmp_path_factory.mktemp("dist"))
 
 
 @pytest.mark.parametrize("name", list(_CASES))
