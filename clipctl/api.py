@@ -28,7 +28,8 @@ logger = logging.getLogger("clipctl")
 Transform = Callable[[Any], torch.Tensor]
 
 
-def _weights_path(resolved: ResolvedModel, cache_dir: str | None):
+def weights_path(resolved: ResolvedModel, cache_dir: str | None = None) -> Path | None:
+    """The local file of a resolved model's weights (fetched from the Hub cache when they live there)."""
     source = resolved.weights
     if source is None:
         return None
@@ -113,9 +114,9 @@ def create_model(
             model = build_model_from_config(model_cfg, output_dict=output_dict, **model_kwargs)
     else:
         model = build_model_from_config(model_cfg, output_dict=output_dict, **model_kwargs)
-        weights_path = _weights_path(resolved, cache_dir)
-        if weights_path is not None:
-            load_checkpoint(model, weights_path, strict=True, weights_only=weights_only)
+        weights_file = weights_path(resolved, cache_dir)
+        if weights_file is not None:
+            load_checkpoint(model, weights_file, strict=True, weights_only=weights_only)
         model.to(device=device)
     if reparameterize:  # fuse in float32, before any cast, so the merged kernels lose nothing
         from clipctl.models.unireplknet import reparameterize_model

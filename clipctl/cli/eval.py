@@ -1,4 +1,5 @@
-"""`clipctl eval retrieval`: image<->text recall@1/5/10 on a CSV, webdataset shards or a CLIP_benchmark folder."""
+"""`clipctl eval`: the group, and `eval retrieval` (image<->text recall@1/5/10 on a CSV, webdataset shards or a
+CLIP_benchmark folder). `eval linear-probe` and `eval report` live in their own modules."""
 
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ def print_retrieval_table(doc: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    eval_app = typer.Typer(help="Evaluate models on benchmark tasks (retrieval).", no_args_is_help=True)
+    eval_app = typer.Typer(
+        help="Evaluate models on benchmark tasks (retrieval, linear probe) and tabulate results.",
+        no_args_is_help=True,
+    )
 
     @eval_app.command("retrieval")
     def retrieval(
@@ -49,12 +53,7 @@ def register(app: typer.Typer) -> None:
         ),
         csv_img_key: str = typer.Option("filepath", "--csv-img-key", help="CSV column with image paths."),
         csv_caption_key: str = typer.Option("title", "--csv-caption-key", help="CSV column with captions."),
-        csv_separator: str = typer.Option(
-            None,
-            "--csv-separator",
-            help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
-            show_default=False,
-        ),
+        csv_separator: str = options.csv_separator(),
         out_path: Path = typer.Option(None, "--out", "-o", help="Results JSON."),
         fmt: str = options.results_format(),
         batch_size: int = options.batch_size(),
@@ -69,11 +68,7 @@ def register(app: typer.Typer) -> None:
         from clipctl.cli.results import save_results
         from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
-        if csv_separator is not None:
-            # a shell hands "\t" over as two characters
-            csv_separator = (
-                csv_separator.encode().decode("unicode_escape") if "\\" in csv_separator else csv_separator
-            )
+        csv_separator = options.decode_separator(csv_separator)
         doc = retrieval_document(
             RetrievalOptions(
                 model,
@@ -101,4 +96,9 @@ def register(app: typer.Typer) -> None:
         print_retrieval_table(doc)
         save_results(out_path, [doc], fmt, overwrite)
 
+    from clipctl.cli.eval_probe import register_linear_probe
+    from clipctl.cli.eval_report import register_report
+
+    register_linear_probe(eval_app)
+    register_report(eval_app)
     app.add_typer(eval_app, name="eval")

@@ -97,3 +97,25 @@ def evaluation_settings(
         "precision": precision,
         "progress": not quiet,
     }
+
+
+def unsafe_load() -> Any:
+    return typer.Option(
+        False, "--unsafe-load", help="Allow pickled checkpoints that need code to load (trusted files only)."
+    )
+
+
+def csv_separator() -> Any:
+    return typer.Option(
+        None,
+        "--csv-separator",
+        help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
+        show_default=False,
+    )
+
+
+def decode_separator(separator: str | None) -> str | None:
+    """A shell hands ``\\t`` over as two characters; ``\\t`` here means a TAB."""
+    if separator is not None and "\\" in separator:
+        return separator.encode().decode("unicode_escape")
+    return separator

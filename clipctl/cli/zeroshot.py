@@ -15,14 +15,14 @@ def _percent(value: Any) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def print_classification_table(docs: list[dict[str, Any]]) -> None:
+def print_classification_table(docs: list[dict[str, Any]], title: str | None = None) -> None:
+    """Top-1, top-5 and mean per-class recall per dataset (zero-shot, or ``title`` for other classifiers)."""
     from rich.markup import escape
     from rich.table import Table
 
     first = docs[0]
-    out.print(
-        escape(f"zero-shot: {first['model']} ({first['pretrained'] or 'random weights'})"), soft_wrap=True
-    )
+    title = title or f"zero-shot: {first['model']} ({first['pretrained'] or 'random weights'})"
+    out.print(escape(title), soft_wrap=True)
     table = Table()
     for column in ("dataset", "images", "classes", "top-1", "top-5", "mean per-class recall", "unreadable"):
         table.add_column(column, justify="left" if column == "dataset" else "right")

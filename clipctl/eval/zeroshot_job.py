@@ -322,6 +322,15 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
     check_outputs(options.out, names, options.format, options.model, pretrained, overwrite=options.overwrite)
 
     loaded = load_model(options.model, pretrained, torch_device, plan)
+    return evaluate_datasets(loaded, datasets, options, pretrained)
+
+
+def evaluate_datasets(
+    loaded: Any, datasets: list[ZeroShotDataset], options: ZeroShotOptions, pretrained: str | None
+) -> list[dict[str, Any]]:
+    """The results document of each dataset for an already loaded model (``eval.loading.LoadedModel``): soups
+    and WiSE-FT score many weights in one model this way, loading each state dict instead of a new model.
+    ``options`` gives the model name, batch size, workers and progress; ``pretrained`` names the weights."""
     classifiers: dict[tuple, Any] = {}
     docs = []
     for dataset in datasets:
@@ -329,7 +338,7 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
         if key not in classifiers:
             classifiers[key] = _classifier(loaded, dataset)
         scores = _evaluate(loaded, dataset, classifiers[key], options)
-        docs.append(_document(dataset, scores, options.model, pretrained, options.precision))
+        docs.append(_document(dataset, scores, options.model, pretrained, loaded.precision.precision))
     return docs
 
 

@@ -71,6 +71,7 @@ class PreparedModel:
     tokenizer: Any = None
     run: RunInfo | None = None
     pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    weights_description: str | None = None  # the card's "weights" line when it is none of the above (a soup)
 
 
 @dataclass
