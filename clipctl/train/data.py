@@ -135,11 +135,20 @@ def resolve_dataset_type(spec: Any, dataset_type: str | None) -> str:
     ext = first.rsplit(".", 1)[-1].lower() if "." in os.path.basename(first) else ""
     if ext in ("csv", "tsv"):
         return "csv"
+    if os.path.isdir(first) and _looks_like_class_folders(first):
+        raise ClipctlError(
+            f"{first!r} holds sub-folders and no .tar shards: for class folders pass --dataset-type imagefolder"
+        )
     if ext == "tar" or "{" in first or os.path.isdir(first):
         return "webdataset"
     raise ClipctlError(
         f"cannot tell the dataset type of {first!r} from its name: pass --dataset-type webdataset|csv"
     )
+
+
+def _looks_like_class_folders(path: str) -> bool:
+    entries = list(os.scandir(path))
+    return any(e.is_dir() for e in entries) and not any(e.name.endswith(".tar") for e in entries)
 
 
 @dataclass

@@ -145,5 +145,7 @@ def test_imagefolder_mistakes_are_one_line_errors(tmp_path):
         validate_data_config(_folder_cfg(root, tmp_path, batch_size=8))
     with pytest.raises(ClipctlError, match="neither 'openai', 'simple' nor an existing file"):
         validate_data_config(cfg(train_data=root, dataset_type="imagefolder", templates="fancy"))
+    with pytest.raises(ClipctlError, match="sub-folders and no .tar shards: .* --dataset-type imagefolder"):
+        validate_data_config(cfg(train_data=root))  # class folders without the dataset type
     with pytest.raises(ClipctlError, match="no such folder"):
         validate_data_config(cfg(train_data=str(tmp_path / "nope"), dataset_type="imagefolder"))
