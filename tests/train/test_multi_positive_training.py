@@ -17,15 +17,7 @@ from clipctl.eval.zeroshot_job import ZeroShotOptions, run_zeroshot
 from clipctl.train.resume import resume_config
 from clipctl.train.trainer import run_training
 from tests.train.engine_helpers import COLOURS, colour_image, write_tiny_model
-from tests.train.test_trainer import tiny_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.train.test_trainer import one_thread, tiny_config  # noqa: F401 - one_thread: autouse fixture
 
 
 def _train(tmp_path: Path, name: str, model: str, train_data: str, **args) -> Path:
