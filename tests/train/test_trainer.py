@@ -219,6 +219,18 @@ TINY_COCA_CFG = {
         ("accumulation", {"accum_freq": 2, "batch_size": 16, "grad_clip_norm": 1.0}, {"contrastive_loss"}),
         ("bf16 autocast", {"precision": "amp_bf16"}, {"contrastive_loss"}),
         ("coca", {"model": "COCA"}, {"contrastive_loss", "caption_loss"}),
+        # shards without .cls members: label -1 everywhere, so repeated captions decide the positives
+        ("siglip multi-positive", {"siglip": True, "multi_positive": True}, {"contrastive_loss"}),
+        (
+            "accumulated multi-positive",
+            {"multi_positive": True, "accum_freq": 2, "batch_size": 16},
+            {"contrastive_loss"},
+        ),
+        (
+            "coca multi-positive",
+            {"model": "COCA", "multi_positive": True},
+            {"contrastive_loss", "caption_loss"},
+        ),
     ],
 )
 def test_loss_and_precision_variants_train_and_log_finite_losses(
@@ -235,7 +247,7 @@ def test_loss_and_precision_variants_train_and_log_finite_losses(
     ]
     last = [r for r in records if r["kind"] == "train"][-1]
     assert loss_keys | {"loss"} <= set(last) and all(isinstance(last[k], float) for k in loss_keys)
-    if variant == "siglip":
+    if variant.startswith("siglip"):
         assert trainer.model.logit_bias is not None
 
 
