@@ -159,13 +159,17 @@ def test_finished_run_resumes_to_nothing(data, tmp_path):
     assert trainer.start_epoch == 1 and trainer.global_step == 8
 
 
-def test_distillation_runs_and_reports_the_distill_loss(data, tmp_path):
+@pytest.mark.parametrize("multi_positive", [False, True])
+def test_distillation_runs_and_reports_the_distill_loss(data, tmp_path, multi_positive):
     teacher = tmp_path / "teacher.pt"
     from clipctl.api import create_model
 
     torch.manual_seed(1)
     torch.save(create_model(data["model"]).state_dict(), teacher)
-    cfg = tiny_config(data, tmp_path, epochs=1, distill_model=data["model"], distill_pretrained=str(teacher))
+    distill = dict(
+        distill_model=data["model"], distill_pretrained=str(teacher), multi_positive=multi_positive
+    )
+    cfg = tiny_config(data, tmp_path, epochs=1, **distill)
     trainer = run_training(cfg)
     assert trainer.teacher is not None and not any(p.requires_grad for p in trainer.teacher.parameters())
     records = [
