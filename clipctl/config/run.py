@@ -23,7 +23,7 @@ from clipctl.errors import ClipctlError, UnknownNameError
 from clipctl.runtime.precision import PRECISIONS
 
 LR_SCHEDULERS = ("cosine", "const", "const-cooldown")
-DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic")
+DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic", "imagefolder")
 REPORT_TO = ("", "tensorboard", "wandb", "all")
 REMOTE_SYNC_PROTOCOLS = ("s3", "fsspec")
 LOSS_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
@@ -60,6 +60,19 @@ class TrainConfig:
     csv_separator: str = _opt("\t", "data", "CSV column separator (OpenCLIP's default is a TAB).")
     csv_img_key: str = _opt("filepath", "data", "CSV column with image paths.")
     csv_caption_key: str = _opt("title", "data", "CSV column with captions.")
+    csv_label_key: str | None = _opt(
+        None, "data", "CSV column with class labels: rows with equal labels are positives (--multi-positive)."
+    )
+    templates: str | None = _opt(
+        None,
+        "data",
+        "--dataset-type imagefolder: caption templates, 'openai' (default), 'simple' or a file ({c} = class).",
+    )
+    classnames: str | None = _opt(
+        None,
+        "data",
+        "--dataset-type imagefolder: class names, one per line in the folders' order (default: folder names).",
+    )
     workers: int = _opt(4, "data", "Data loader processes per rank.")
     batch_size: int = _opt(64, "data", "Batch size per rank.")
     aug_cfg: dict = _opt(
@@ -148,6 +161,9 @@ class TrainConfig:
         False, "loss", "All-gather features with gradient (exact gradients with --local-loss)."
     )
     siglip: bool = _opt(False, "loss", "Sigmoid loss (SigLIP).")
+    multi_positive: bool = _opt(
+        False, "loss", "Pairs of the global batch sharing a caption (or a class label) count as positives."
+    )
     loss_dist_impl: str | None = _opt(None, "loss", "SigLIP distributed exchange.", choices=LOSS_DIST_IMPLS)
     coca_caption_loss_weight: float = _opt(2.0, "loss", "CoCa caption loss weight.")
     coca_contrastive_loss_weight: float = _opt(1.0, "loss", "CoCa contrastive loss weight.")
@@ -445,6 +461,7 @@ def validate_run_config(cfg: TrainConfig) -> None:
             raise ClipctlError("distillation into a CoCa model is not supported")
         if cfg.siglip:
             raise ClipctlError("distillation uses the contrastive loss; drop --siglip")
+    _check_label_options(cfg)
     if cfg.force_image_size and len(cfg.force_image_size) not in (1, 2):
         raise ClipctlError("--force-image-size takes one or two integers")
     for key in ("image_mean", "image_std"):
@@ -454,6 +471,21 @@ def validate_run_config(cfg: TrainConfig) -> None:
         raise ClipctlError("--resume needs a checkpoint path or 'latest'")
     if cfg.resume == "latest" and str(cfg.logs).lower() == "none":
         raise ClipctlError("--resume latest needs a run folder: --logs none saves no checkpoints")
+
+
+def _check_label_options(cfg: TrainConfig) -> None:
+    """Options that would be silently ignored are refused instead."""
+    if cfg.csv_label_key and not cfg.multi_positive:
+        raise ClipctlError(
+            "--csv-label-key only takes effect with --multi-positive (pairs with equal labels are positives)"
+        )
+    for key in ("templates", "classnames"):
+        if getattr(cfg, key) and cfg.dataset_type != "imagefolder":
+            raise ClipctlError(
+                f"--{key} turns class folders into captions: it goes with --dataset-type imagefolder"
+            )
+    if cfg.dataset_type == "imagefolder" and cfg.csv_label_key:
+        raise ClipctlError("--csv-label-key reads a CSV; an imagefolder's labels are its class folders")
 
 
 def load_run_config_file(path: str) -> dict[str, Any]:

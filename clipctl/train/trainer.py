@@ -454,10 +454,10 @@ class Trainer:
         nonfinite = torch.zeros((), dtype=torch.bool, device=env.device)
         window_start, window_steps = time.perf_counter(), 0
         epoch_start_step = self.global_step
-        micro: list[tuple[torch.Tensor, torch.Tensor]] = []
+        micro: list[tuple[torch.Tensor, ...]] = []
         result = None
-        for images, texts in data.dataloader:
-            micro.append((images, texts))
+        for batch in data.dataloader:
+            micro.append(tuple(batch))  # (images, texts) or (images, texts, labels)
             batch_index += 1
             if len(micro) < cfg.accum_freq:
                 continue

@@ -205,6 +205,9 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
     comma = tmp_path / "comma.csv"
     comma.write_text("filepath,title\nx.png,hello\n")
     unsized = write_colour_shards(tmp_path / "unsized", num_shards=2, per_shard=4, sizes=False)
+    folders = _class_folders(tmp_path / "classes")
+    one_name = tmp_path / "one_name.txt"
+    one_name.write_text("red\n")
     ok = ["--workers", "1", "--logs", str(tmp_path / "runs")]
     return {
         "missing shards": (["--train-data", str(tmp_path / "nope/{00000..00003}.tar"), *ok], "not found"),
@@ -227,6 +230,22 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
         "synthetic without size": (["--dataset-type", "synthetic", *ok], "train-num-samples"),
         "csv with another separator": (["--train-data", str(comma), *ok], "separator"),
         "shards without sizes.json": (["--train-data", unsized, *ok], "--train-num-samples"),
+        "label column without --multi-positive": (
+            ["--train-data", str(comma), "--csv-separator", ",", "--csv-label-key", "title", *ok],
+            "--multi-positive",
+        ),
+        "label column on shards": (
+            ["--train-data", shards, "--multi-positive", "--csv-label-key", "label", *ok],
+            "--csv-label-key",
+        ),
+        "templates without class folders": (
+            ["--train-data", shards, "--templates", "simple", *ok],
+            "imagefolder",
+        ),
+        "class names not matching the folders": (
+            ["--train-data", folders, "--dataset-type", "imagefolder", "--classnames", str(one_name), *ok],
+            "class folders",
+        ),
     }
 
 
@@ -248,7 +267,33 @@ BAD_CASES = [
     "synthetic without size",
     "csv with another separator",
     "shards without sizes.json",
+    "label column without --multi-positive",
+    "label column on shards",
+    "templates without class folders",
+    "class names not matching the folders",
 ]
+
+
+def _class_folders(root: Path) -> str:
+    from PIL import Image
+
+    for colour, rgb in {"red": (200, 0, 0), "blue": (0, 0, 200)}.items():
+        (root / colour).mkdir(parents=True)
+        for i in range(40):
+            Image.new("RGB", (8, 8), rgb).save(root / colour / f"{i}.png")
+    return str(root)
+
+
+def test_imagefolder_flags_reach_the_run_config(tmp_path, capsys, no_engine):
+    names = tmp_path / "names.txt"
+    names.write_text("blue paint\nred paint\n")
+    args = ["train", "--train-data", _class_folders(tmp_path / "classes"), "--dataset-type", "imagefolder"]
+    args += ["--templates", "simple", "--classnames", str(names), "--multi-positive", "--batch-size", "16"]
+    code, out, err = run_cli([*args, "--workers", "1", "--logs", str(tmp_path / "runs"), "--dry-run"], capsys)
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    assert resolved["dataset_type"] == "imagefolder" and resolved["templates"] == "simple"
+    assert resolved["classnames"] == str(names) and resolved["multi_positive"] is True
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -195,13 +195,17 @@ def test_finished_run_resumes_to_nothing(data, tmp_path):
     assert trainer.start_epoch == 1 and trainer.global_step == 8
 
 
-def test_distillation_runs_and_reports_the_distill_loss(data, tmp_path):
+@pytest.mark.parametrize("multi_positive", [False, True])
+def test_distillation_runs_and_reports_the_distill_loss(data, tmp_path, multi_positive):
     teacher = tmp_path / "teacher.pt"
     from clipctl.api import create_model
 
     torch.manual_seed(1)
     torch.save(create_model(data["model"]).state_dict(), teacher)
-    cfg = tiny_config(data, tmp_path, epochs=1, distill_model=data["model"], distill_pretrained=str(teacher))
+    distill = dict(
+        distill_model=data["model"], distill_pretrained=str(teacher), multi_positive=multi_positive
+    )
+    cfg = tiny_config(data, tmp_path, epochs=1, **distill)
     trainer = run_training(cfg)
     assert trainer.teacher is not None and not any(p.requires_grad for p in trainer.teacher.parameters())
     records = [
@@ -255,6 +259,18 @@ TINY_COCA_CFG = {
         ("accumulation", {"accum_freq": 2, "batch_size": 16, "grad_clip_norm": 1.0}, {"contrastive_loss"}),
         ("bf16 autocast", {"precision": "amp_bf16"}, {"contrastive_loss"}),
         ("coca", {"model": "COCA"}, {"contrastive_loss", "caption_loss"}),
+        # shards without .cls members: label -1 everywhere, so repeated captions decide the positives
+        ("siglip multi-positive", {"siglip": True, "multi_positive": True}, {"contrastive_loss"}),
+        (
+            "accumulated multi-positive",
+            {"multi_positive": True, "accum_freq": 2, "batch_size": 16},
+            {"contrastive_loss"},
+        ),
+        (
+            "coca multi-positive",
+            {"model": "COCA", "multi_positive": True},
+            {"contrastive_loss", "caption_loss"},
+        ),
     ],
 )
 def test_loss_and_precision_variants_train_and_log_finite_losses(
@@ -271,7 +287,7 @@ def test_loss_and_precision_variants_train_and_log_finite_losses(
     ]
     last = [r for r in records if r["kind"] == "train"][-1]
     assert loss_keys | {"loss"} <= set(last) and all(isinstance(last[k], float) for k in loss_keys)
-    if variant == "siglip":
+    if variant.startswith("siglip"):
         assert trainer.model.logit_bias is not None
 
 
