@@ -1,7 +1,8 @@
 """clipctl: one toolkit and Python library for CLIP-family image-text models.
 
 The names below are the calls OpenCLIP users already write. They are loaded on first use so that importing
-``clipctl`` (and running ``clipctl --help``) does not pay for importing torch.
+``clipctl`` (and running ``clipctl --help``) does not pay for importing torch. clipctl's timm models
+(``timm.create_model("unireplknet_l")``) register when timm is imported (``clipctl.timm_registration``).
 """
 
 from __future__ import annotations
@@ -39,3 +40,12 @@ _EXPORTS = {
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+def _install_timm_registration() -> None:
+    from clipctl.timm_registration import install
+
+    install()
+
+
+_install_timm_registration()

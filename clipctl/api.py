@@ -71,9 +71,11 @@ def create_model(
     require_pretrained: bool = False,
     weights_only: bool = True,
     reparameterize: bool = False,
+    allow_random_weights: bool = False,
     **model_kwargs: Any,
 ) -> nn.Module:
-    """Build a model by name and load its weights strictly. See the README for the accepted names."""
+    """Build a model by name and load its weights strictly (names: see the README; ``pretrained="none"``:
+    random weights). ``allow_random_weights``: a ``local-dir:`` folder without weights is not refused."""
     from clipctl.models import build_model_from_config
     from clipctl.runtime import check_precision, get_cast_dtype
 
@@ -85,6 +87,7 @@ def create_model(
     resolved = resolve_model(
         model_name,
         pretrained,
+        allow_random_weights=allow_random_weights,
         cache_dir=cache_dir,
         force_quick_gelu=force_quick_gelu,
         force_custom_text=force_custom_text,
@@ -123,7 +126,14 @@ def create_model(
 
         reparameterize_model(model)
     _apply_precision(model, precision)
+    _attach_origin(model, resolved, force_preprocess_cfg)
+    return model
 
+
+def _attach_origin(
+    model: nn.Module, resolved: ResolvedModel, force_preprocess_cfg: dict[str, Any] | None
+) -> None:
+    """What the transforms and writers read back from a model: its preprocessing, name and weights tag."""
     preprocess = dict(resolved.preprocess_cfg)
     image_size = getattr(model.visual, "image_size", None)
     if image_size is not None:
@@ -131,7 +141,6 @@ def create_model(
     model.visual.preprocess_cfg = merge_preprocess(preprocess, force_preprocess_cfg)
     model.clipctl_model_name = resolved.name
     model.clipctl_pretrained = resolved.pretrained
-    return model
 
 
 def _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode) -> dict[str, Any]:
@@ -209,7 +218,7 @@ def get_tokenizer(
 
     if not model_name:
         return SimpleTokenizer(context_length=context_length or 77, **kwargs)
-    resolved = resolve_model(model_name, cache_dir=cache_dir)
+    resolved = resolve_model(model_name, cache_dir=cache_dir, allow_random_weights=True)  # only the config
     text_cfg = resolved.model_cfg.get("text_cfg", {})
     source = None
     if resolved.name.startswith(LOCAL_DIR_PREFIX) and text_cfg.get("hf_tokenizer_name"):

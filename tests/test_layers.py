@@ -22,6 +22,7 @@ LOWER = (
     "clipctl.tokenizer",
     "clipctl.transforms",
     "clipctl.checkpoint",
+    "clipctl.pickle_globals",
     "clipctl.download",
     "clipctl.config",
     "clipctl.data",

@@ -224,10 +224,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _separator(value: str | None) -> str | None:
-    if value is None:
-        return None
-    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-    return named.get(value.lower(), value)
+    from clipctl.data.csv_table import parse_separator
+
+    return None if value is None else parse_separator(value)
 
 
 def _print_build_summary(summary, as_json: bool) -> None:

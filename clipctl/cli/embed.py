@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option(
             "fp32",
             "--precision",
-            help="fp32 | bf16 | fp16 (bf16 casts the weights: 2-2.5x faster on CPUs with AVX-512 BF16 or AMX).",
+            help="fp32 | bf16 | fp16 (bf16 casts the weights: faster only on CPUs with native bf16, "
+            "AVX-512 BF16 or AMX; a warning says when this one has none).",
         ),
         no_normalize: bool = typer.Option(
             False, "--no-normalize", help="Store raw embeddings instead of L2-normalised."
@@ -69,6 +70,8 @@ def register(app: typer.Typer) -> None:
 
         if (src is None) == (text is None):
             raise ClipctlError("give either SRC (images) or --text FILE (captions), not both or neither")
+        from rich.markup import escape
+
         from clipctl.embed import EmbedOptions, embed_images, embed_texts
 
         options = EmbedOptions(
@@ -82,9 +85,10 @@ def register(app: typer.Typer) -> None:
             fast_decode=fast_decode,
             format=fmt,
             progress=not quiet,
+            announce=lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True),
         )
-        model_name, weights = options.weights()
-        if weights is None:
+        model_name = options.weights()[0]
+        if options.random_weights():
             err.print(
                 f"[yellow]note:[/] no --pretrained: {model_name} embeds with randomly initialised weights",
                 soft_wrap=True,
@@ -93,8 +97,6 @@ def register(app: typer.Typer) -> None:
             summary = embed_texts(text, out_path, options)
         else:
             summary = embed_images(src, out_path, options)
-
-        from rich.markup import escape
 
         unit = "captions" if summary.modality == "text" else "images"
         line = f"embedded {summary.embedded} {unit}"

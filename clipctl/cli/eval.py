@@ -68,7 +68,6 @@ def register(app: typer.Typer) -> None:
         from clipctl.cli.results import save_results
         from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
-        csv_separator = options.decode_separator(csv_separator)
         doc = retrieval_document(
             RetrievalOptions(
                 model,

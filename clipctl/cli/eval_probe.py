@@ -125,7 +125,7 @@ def register_linear_probe(eval_app: typer.Typer) -> None:
             test_split=test_split,
             csv_img_key=csv_img_key,
             csv_label_key=csv_label_key,
-            csv_separator=options.decode_separator(csv_separator),
+            csv_separator=csv_separator,
             batch_size=batch_size,
             workers=workers,
             device=device,

@@ -112,10 +112,3 @@ def csv_separator() -> Any:
         help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
         show_default=False,
     )
-
-
-def decode_separator(separator: str | None) -> str | None:
-    """A shell hands ``\\t`` over as two characters; ``\\t`` here means a TAB."""
-    if separator is not None and "\\" in separator:
-        return separator.encode().decode("unicode_escape")
-    return separator

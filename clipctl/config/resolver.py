@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipctl.config.model_checks import check_model_cfg
 from clipctl.config.pretrained import clean_tag, get_pretrained_cfg, list_pretrained_tags_by_model
 from clipctl.config.registry import (
     get_model_config,
@@ -28,6 +29,7 @@ from clipctl.errors import ClipctlError, UnknownNameError
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
 HUB_CONFIG_NAME = "open_clip_config.json"
+NO_WEIGHTS = "none"
 # The order OpenCLIP 3.3 searches a local-dir for weights; the Hub's default file comes first.
 LOCAL_DIR_WEIGHT_NAMES = (
     "open_clip_model.safetensors",
@@ -135,6 +137,26 @@ def _local_file_preprocess(path: Path) -> dict[str, Any]:
     if sibling.is_file():
         return _read_hub_config(sibling)[1]
     return {}
+
+
+def no_weights_requested(pretrained: str | None) -> bool:
+    """``pretrained="none"`` (any case): build the architecture with random weights, whatever the name brings."""
+    return isinstance(pretrained, str) and pretrained.strip().lower() == NO_WEIGHTS
+
+
+def pretrained_label(pretrained: str | None) -> str | None:
+    """What results and metadata record as the weights: ``None`` for random weights."""
+    return None if not pretrained or no_weights_requested(pretrained) else str(pretrained)
+
+
+def _local_dir_without_weights(model_name: str, allow_random_weights: bool) -> str:
+    """The note for a config-only ``local-dir:`` folder, or the refusal when random weights were not asked for."""
+    if not allow_random_weights:
+        raise ClipctlError(
+            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...); "
+            "pass --pretrained none to use its architecture with random weights"
+        )
+    return f"{model_name} holds no weights file: building its architecture with random weights"
 
 
 @dataclass
@@ -263,6 +285,7 @@ def resolve_model(
     model_name: str,
     pretrained: str | None = None,
     *,
+    allow_random_weights: bool = False,
     cache_dir: str | None = None,
     force_quick_gelu: bool = False,
     force_custom_text: bool = False,
@@ -272,18 +295,23 @@ def resolve_model(
     force_preprocess_cfg: dict[str, Any] | None = None,
 ) -> ResolvedModel:
     """Resolve a model name (registry name, ``ViT-B/32``, ``hf-hub:org/repo``, ``local-dir:PATH`` or a JSON
-    config path) and an optional ``pretrained`` (tag or weights file) into a :class:`ResolvedModel`."""
+    config path) and an optional ``pretrained`` (tag, weights file, or ``"none"`` for random weights) into a
+    :class:`ResolvedModel`.
+
+    A ``local-dir:`` folder with a config and no weights file is refused unless ``pretrained="none"``, or
+    ``allow_random_weights`` (training from scratch, as OpenCLIP allows with a warning; the returned ``notes``
+    say so)."""
     if not model_name:
         raise ClipctlError(
             "no model given: pass a name from `clipctl models list`, hf-hub:ORG/REPO or local-dir:PATH"
         )
     found = _resolve_name(model_name, cache_dir)
-    if pretrained:
+    if no_weights_requested(pretrained):
+        found.weights = None
+    elif pretrained:
         _use_pretrained(found, model_name, pretrained)
     elif model_name.startswith(LOCAL_DIR_PREFIX) and found.weights is None:
-        raise ClipctlError(
-            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...)"
-        )
+        found.notes.append(_local_dir_without_weights(model_name, allow_random_weights))
 
     model_cfg = found.model_cfg
     if force_quick_gelu:
@@ -298,6 +326,7 @@ def resolve_model(
     if force_context_length is not None:
         model_cfg.setdefault("text_cfg", {})["context_length"] = force_context_length
 
+    check_model_cfg(model_cfg, found.name)
     preprocess = merge_preprocess(default_preprocess_cfg(model_cfg), found.preprocess)
     preprocess["size"] = vision_cfg.get("image_size", 224)
     preprocess = merge_preprocess(preprocess, force_preprocess_cfg)

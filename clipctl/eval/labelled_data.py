@@ -89,12 +89,12 @@ def _check_label_column(path: str, separator: str, label_key: str) -> None:
 
 
 def _from_csv(path: str, img_key: str, label_key: str, separator: str | None) -> LabelledSource:
-    from clipctl.data.csv_table import read_csv_table
+    from clipctl.data.csv_table import parse_separator, read_csv_table
     from clipctl.eval.datasets import default_csv_separator
 
     if not Path(path).is_file():
         raise ClipctlError(f"{path}: no such file or folder")
-    separator = separator if separator is not None else default_csv_separator(path)
+    separator = parse_separator(separator) if separator is not None else default_csv_separator(path)
     _check_label_column(path, separator, label_key)
     table = read_csv_table(path, separator, img_key, label_key)  # image paths resolved from the CSV's folder
     labels: dict[str, str] = {}

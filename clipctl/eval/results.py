@@ -162,6 +162,7 @@ def check_outputs(
     if out is None:
         return
     for path in output_paths(out, datasets, fmt):
+        fileio.check_output_target(path, kind="file")
         check_output(path, model, pretrained, overwrite)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipctl.config.resolver import pretrained_label
 from clipctl.errors import ClipctlError
 
 DEFAULT_BATCH_SIZE = 64
@@ -309,7 +310,7 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
 
     check_batch_size(options.batch_size)
     torch_device, plan = plan_eval(options.device, options.precision)
-    pretrained = None if options.pretrained in (None, "", "none") else str(options.pretrained)
+    pretrained = pretrained_label(options.pretrained)  # the results record random weights as null
     datasets = collect_datasets(
         data=options.data,
         classnames=options.classnames,
@@ -321,7 +322,7 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
     names = [d.name for d in datasets]
     check_outputs(options.out, names, options.format, options.model, pretrained, overwrite=options.overwrite)
 
-    loaded = load_model(options.model, pretrained, torch_device, plan)
+    loaded = load_model(options.model, options.pretrained, torch_device, plan)  # "none": random weights
     return evaluate_datasets(loaded, datasets, options, pretrained)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from clipctl._lazy import lazy_exports
 
 _EXPORTS = {
+    ".cpu": ("describe_cpu", "native_bf16"),
     ".device": ("parse_device", "device_for_rank"),
     ".precision": (
         "CAST_PRECISIONS",
