@@ -75,7 +75,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         kind, _ = _base_type(name)
         kwargs: dict[str, Any] = {"dest": name, "help": meta["help"]}
         if kind is bool:
-            kwargs["action"] = "store_true"
+            # a setting that is on by default needs a way to turn it off: --no-FLAG
+            kwargs["action"] = argparse.BooleanOptionalAction if spec.default is True else "store_true"
         elif kind is list or name == "aug_cfg":
             kwargs["nargs"] = meta.get("nargs", "+")
             kwargs["type"] = meta.get("item_type", str)

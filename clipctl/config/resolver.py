@@ -236,8 +236,10 @@ def resolve_model(
                     f"{name}:{pretrained} was trained with QuickGELU; using it (OpenCLIP would use GELU)"
                 )
         else:
+            from clipctl.checkpoint import is_sharded_checkpoint
+
             path = Path(pretrained).expanduser()
-            if path.is_file():
+            if path.is_file() or is_sharded_checkpoint(path):
                 weights = WeightsSource(path=path)
                 hub_preprocess = _local_file_preprocess(path) or hub_preprocess or _family_preprocess(name)
             elif _is_path_like(pretrained):
