@@ -18,6 +18,21 @@ TINY_TRAIN_CFG = {
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 
+# a ConvNeXt-tower CLIP: timm's smallest ConvNeXt (4 stages) at 32 px, no stochastic depth
+TINY_CONVNEXT_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {
+        "timm_model_name": "convnext_atto",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "timm_drop": 0.0,
+        "timm_drop_path": 0.0,
+        "image_size": 32,
+    },
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
 COLOURS = {
     "red": (220, 30, 30),
     "green": (30, 180, 40),
@@ -34,10 +49,10 @@ COLOURS = {
 }
 
 
-def write_tiny_model(folder: Path, name: str = "tiny-train") -> str:
+def write_tiny_model(folder: Path, name: str = "tiny-train", cfg: dict | None = None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(TINY_TRAIN_CFG))
+    path.write_text(json.dumps(cfg or TINY_TRAIN_CFG))
     return str(path)
 
 
