@@ -34,6 +34,8 @@ _PREFIXES_TO_STRIP = ("module.", "_orig_mod.")
 # under this key, beside the optimizer state
 SHARDED_METADATA = ".metadata"
 SHARDED_MODEL_KEY = "model"
+# beside the shards of a training run's checkpoint: epoch, step, data position, run config (no tensors but RNG)
+SHARDED_STATE_FILE = "clipctl_state.pt"
 
 
 def _is_torchscript_archive(path: Path) -> bool:

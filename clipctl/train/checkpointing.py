@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from clipctl.checkpoint import is_sharded_checkpoint, save_checkpoint_atomic
+from clipctl.checkpoint import SHARDED_STATE_FILE, is_sharded_checkpoint, save_checkpoint_atomic
 from clipctl.errors import CheckpointError
 from clipctl.fileio import link_atomic
 
@@ -34,7 +34,7 @@ CHECKPOINT_DIR = "checkpoints"
 STEP_FILE = re.compile(r"^step_(\d+)(\.pt)?$")
 # inside a sharded checkpoint folder: everything but the model and optimizer (a build_checkpoint dict without
 # them), written by rank 0
-STATE_FILE = "clipctl_state.pt"
+STATE_FILE = SHARDED_STATE_FILE
 
 
 @dataclass

@@ -86,8 +86,22 @@ def init_distributed(
         os.environ.setdefault("LOCAL_RANK", str(local_rank))
         os.environ.setdefault("WORLD_SIZE", str(world_size))
         extra = {"timeout": datetime.timedelta(seconds=timeout)} if timeout else {}
-        dist.init_process_group(backend=backend, init_method=url, world_size=world_size, rank=rank, **extra)
+        if url == "env://" and "TORCHELASTIC_RESTART_COUNT" in os.environ:
+            extra["store"] = _attempt_store(rank, world_size)
+        else:
+            extra["init_method"] = url
+        dist.init_process_group(backend=backend, world_size=world_size, rank=rank, **extra)
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
+
+
+def _attempt_store(rank: int, world_size: int) -> dist.Store:
+    """torchrun's store, with the keys of this attempt apart from the previous attempts'.
+
+    torchrun keeps one store across ``--max-restarts`` attempts; gloo reads each peer's address from it, so a
+    restarted rank could connect to the address a dead rank published before (measured here: "Connection
+    refused", then no process group, in one restart of three)."""
+    store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world_size))
+    return dist.PrefixStore(f"clipctl/attempt_{elastic_restart_count()}", store)
 
 
 def barrier(env: DistEnv) -> None:
