@@ -4,11 +4,10 @@ Nothing here is a table of model sizes. :func:`measure_footprint` builds the mod
 weights are allocated or read) and measures it:
 
 - parameters: the shapes of the meta model (trainable ones after ``--lock-image``/``--lock-text``);
-- activations: one forward on meta tensors at batch 2 and 4 under ``torch.autograd.graph.saved_tensors_hooks``,
-  counting the bytes of every distinct tensor autograd keeps for backward (parameters excluded); the
-  difference is the cost per sample. With ``--grad-checkpointing`` each checkpointed block keeps only its
-  input, and one block's tensors exist again while it is recomputed: both are measured per block by hooks in
-  the same forward;
+- activations: one forward on meta tensors at batch 2 under ``torch.autograd.graph.saved_tensors_hooks``,
+  counting the bytes of every distinct tensor autograd keeps for backward (parameters excluded), halved. With
+  ``--grad-checkpointing`` each checkpointed block keeps only its input, and one block's tensors exist again
+  while it is recomputed: both are measured per block in the same forward;
 - the loss's logits: the contrastive loss run on meta features of two batch sizes, its saved bytes per entry
   of the logits matrix (rows x columns: the global batch squared, or the local rows x the global batch with
   ``--local-loss``).
@@ -48,7 +47,6 @@ class Footprint:
     unit_params: list[int]  # elements of each sharding unit's own parameters
     root_params: int
     compute_bytes: int  # bytes per element of the gathered parameters (bf16 under amp_bf16)
-    activations_fixed: int
     activations_per_sample: int
     activations_per_sample_checkpointed: int
     logits_bytes_per_entry: float
@@ -97,7 +95,9 @@ class MemoryPlan:
     ranks: dict[str, RankMemory] = field(default_factory=dict)
 
     def total(self, strategy: str) -> int:
-        return self.ranks[strategy].total(grad_checkpointing=self.grad_checkpointing, local_loss=self.local_loss)
+        return self.ranks[strategy].total(
+            grad_checkpointing=self.grad_checkpointing, local_loss=self.local_loss
+        )
 
     def fits(self, strategy: str) -> bool | None:
         if self.device_memory_gib is None:
@@ -253,11 +253,11 @@ def measure_footprint(
         unit_params.append(sum(p.numel() for p in mine))
     root = sum(p.numel() for p in model.parameters() if id(p) not in owned)
     model.to(compute)
-    # batch 2 and 4: at batch 1 some tensors are laid out differently (ViT-B-32: +20% at batch 1)
+    # batch 2: saved bytes grow linearly from there (ViT-B-32, convnext_base, ViT-H-14: batch 4 and 8 are 2x
+    # and 4x batch 2 exactly), while batch 1 lays some tensors out differently (+20%)
     two, two_inside, two_kept = _forward_saved(model, 2, compute)
-    four, four_inside, four_kept = _forward_saved(model, 4, compute)
-    per_sample = (four - two) // 2
-    per_sample_checkpointed = per_sample - (four_inside - two_inside - four_kept + two_kept) // 2
+    per_sample = two // 2
+    per_sample_checkpointed = (two - two_inside + two_kept) // 2
     teacher_params = 0
     if teacher:
         teacher_params = sum(p.numel() for p in create_model(teacher, device="meta").parameters())
@@ -268,7 +268,6 @@ def measure_footprint(
         unit_params=unit_params,
         root_params=root,
         compute_bytes=torch.finfo(compute).bits // 8,
-        activations_fixed=max(0, two - 2 * per_sample),
         activations_per_sample=per_sample,
         activations_per_sample_checkpointed=max(0, per_sample_checkpointed),
         logits_bytes_per_entry=_logits_bytes_per_entry(_embed_dim(model)),
@@ -315,8 +314,8 @@ def _rank_memory(fp: Footprint, strategy: str, batch: int, world_size: int, accu
         optimizer=_ADAM_MOMENTS * trainable * fp32,
         gathered=gathered,
         teacher=fp.teacher_params * fp.compute_bytes,
-        activations=fp.activations_fixed + fp.activations_per_sample * batch,
-        activations_checkpointed=fp.activations_fixed + fp.activations_per_sample_checkpointed * batch,
+        activations=fp.activations_per_sample * batch,
+        activations_checkpointed=fp.activations_per_sample_checkpointed * batch,
         logits=int(fp.logits_bytes_per_entry * rows * cols),
         logits_local=int(fp.logits_bytes_per_entry * micro * cols),
     )
@@ -379,3 +378,30 @@ class HostMemoryProbe:
     def peak_bytes(self) -> int:
         """Peak resident bytes above the resident set at :meth:`reset`."""
         return self._status("VmHWM") - self.baseline
+
+
+def plan_for_run(cfg: Any, world_size: int) -> MemoryPlan:
+    """The plan of a resolved run config (``clipctl train --dry-run``) at ``world_size`` ranks."""
+    sizes = list(cfg.force_image_size)
+    footprint = measure_footprint(
+        cfg.model,
+        precision=cfg.precision,
+        lock_image=cfg.lock_image,
+        lock_text=cfg.lock_text,
+        teacher=cfg.distill_model,
+        force_quick_gelu=cfg.force_quick_gelu,
+        force_custom_text=cfg.force_custom_text,
+        force_patch_dropout=cfg.force_patch_dropout,
+        force_image_size=None if not sizes else sizes[0] if len(sizes) == 1 else tuple(sizes),
+        force_context_length=cfg.force_context_length,
+    )
+    return plan_memory(
+        footprint,
+        batch_size=cfg.batch_size,
+        world_size=world_size,
+        precision=cfg.precision,
+        grad_checkpointing=cfg.grad_checkpointing,
+        local_loss=cfg.local_loss,
+        accum_freq=cfg.accum_freq,
+        device_memory_gib=cfg.device_memory or visible_device_memory_gib(),
+    )
