@@ -202,6 +202,20 @@ def _forward_saved(model: nn.Module, batch: int, dtype: torch.dtype) -> tuple[in
     return saved.total, inside, kept
 
 
+def _activations(model: nn.Module, compute: torch.dtype) -> tuple[int, int, int]:
+    """:func:`_forward_saved` at batch 2 with the weights in the compute dtype, as FSDP's mixed precision
+    gathers them; in float32 (an upper bound) for a model whose forward mixes dtypes without autocast.
+
+    Batch 2: saved bytes grow linearly from there (ViT-B-32, convnext_base, ViT-H-14: batch 4 and 8 are 2x and
+    4x batch 2 exactly), while batch 1 lays some tensors out differently (+20%)."""
+    if compute != torch.float32:
+        try:
+            return _forward_saved(model.to(compute), 2, compute)
+        except RuntimeError:  # e.g. CoCa's pooler meets a float32 tensor: autocast would cast it, meta cannot
+            model.float()
+    return _forward_saved(model, 2, torch.float32)
+
+
 def _logits_bytes_per_entry(embed_dim: int) -> float:
     from clipctl.models.losses import LossSpec, create_loss
 
@@ -252,10 +266,8 @@ def measure_footprint(
         owned.update(id(p) for p in mine)
         unit_params.append(sum(p.numel() for p in mine))
     root = sum(p.numel() for p in model.parameters() if id(p) not in owned)
-    model.to(compute)
-    # batch 2: saved bytes grow linearly from there (ViT-B-32, convnext_base, ViT-H-14: batch 4 and 8 are 2x
-    # and 4x batch 2 exactly), while batch 1 lays some tensors out differently (+20%)
-    two, two_inside, two_kept = _forward_saved(model, 2, compute)
+    embed_dim = _embed_dim(model)
+    two, two_inside, two_kept = _activations(model, compute)
     per_sample = two // 2
     per_sample_checkpointed = (two - two_inside + two_kept) // 2
     teacher_params = 0
@@ -270,7 +282,7 @@ def measure_footprint(
         compute_bytes=torch.finfo(compute).bits // 8,
         activations_per_sample=per_sample,
         activations_per_sample_checkpointed=max(0, per_sample_checkpointed),
-        logits_bytes_per_entry=_logits_bytes_per_entry(_embed_dim(model)),
+        logits_bytes_per_entry=_logits_bytes_per_entry(embed_dim),
         teacher_params=teacher_params,
     )
 
