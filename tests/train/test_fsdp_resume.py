@@ -225,3 +225,59 @@ def test_a_rank_that_dies_or_hangs_ends_the_others_with_one_line(runs, tmp_path)
         assert "Traceback" not in errors
         assert lines[-1].startswith("clipctl: error: rank 0 stopped:") and expected in lines[-1], lines[-1]
         assert ended - float((tmp_path / "stamp").read_text()) < bound
+
+
+def _consolidated_by_torch(folder: Path, out: Path) -> Path:
+    """The model entries of a sharded folder through torch's own converter (not clipctl's reader)."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    from clipctl.checkpoint import SHARDED_MODEL_KEY
+
+    whole = out.with_suffix(".whole.pt")
+    dcp_to_torch_save(str(folder), str(whole))
+    state = torch.load(whole, weights_only=True)
+    torch.save(dict(state[SHARDED_MODEL_KEY]), out)
+    return out
+
+
+def test_soup_and_wise_ft_of_sharded_checkpoints_equal_those_of_their_consolidated_files(runs, tmp_path):
+    from safetensors.torch import load_file
+
+    from clipctl.api import create_model
+    from clipctl.soup.soup_job import SoupOptions, run_soup
+    from clipctl.soup.wise_ft_job import WiseFtOptions, run_wise_ft
+
+    folders = [runs["logs"] / "straight" / "checkpoints" / name for name in ("epoch_1", "epoch_2")]
+    files = [_consolidated_by_torch(f, tmp_path / f"{f.name}.pt") for f in folders]
+    sharded = [str(f) for f in folders]
+    done = subprocess.run(
+        [*CLIPCTL, "soup", *sharded, "--out", str(tmp_path / "soup.safetensors")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_soup(SoupOptions(checkpoints=[str(f) for f in files], out=tmp_path / "files.safetensors"))
+    from_folders, from_files = (
+        load_file(tmp_path / "soup.safetensors"),
+        load_file(tmp_path / "files.safetensors"),
+    )
+    assert from_folders.keys() == from_files.keys()
+    for key, tensor in from_files.items():
+        torch.testing.assert_close(from_folders[key], tensor, rtol=0, atol=0)
+    # the two epochs differ, so the soup is neither of them
+    first = torch.load(files[0], weights_only=True)
+    assert any(not torch.equal(first[k], v) for k, v in from_files.items())
+
+    # WiSE-FT of the two folders into a Hub-layout folder: the architecture comes from the run's config.yaml
+    run_wise_ft(WiseFtOptions(zeroshot=sharded[0], finetuned=sharded[1], out=tmp_path / "mix", alphas="0.3"))
+    run_wise_ft(
+        WiseFtOptions(zeroshot=str(files[0]), finetuned=str(files[1]), out=tmp_path / "m.pt", alphas="0.3")
+    )
+    mixed = create_model(f"local-dir:{tmp_path / 'mix'}").state_dict()
+    expected = create_model(
+        runs["args"][runs["args"].index("--model") + 1], pretrained=str(tmp_path / "m.pt")
+    )
+    for key, tensor in expected.state_dict().items():
+        torch.testing.assert_close(mixed[key], tensor, rtol=0, atol=0)
