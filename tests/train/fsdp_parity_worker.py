@@ -1,7 +1,8 @@
 """Run under ``torchrun`` (sharded with FSDP2) or alone (one process, unsharded): K optimizer steps of each
 variant on fixed global batches; the full parameters after the steps are saved to a file.
 
-Each rank takes its slice of every global (micro-)batch; one process takes the whole batch. The model is
+Each rank takes its slice of every global (micro-)batch (with class labels for the multi-positive
+variants); one process takes the whole batch. The model is
 sharded by ``clipctl.train.fsdp.shard_model`` (what ``clipctl train --fsdp`` runs), and the optimizer, loss
 and step come from the training engine. With two ranks the worker also records the bytes each rank holds in
 parameters, gradients and optimizer state, under DDP and under FSDP.
@@ -41,12 +42,22 @@ VARIANTS = {
     "grad_checkpointing": {"gather_with_grad": True, "grad_checkpointing": True, **SGD},
     "lock_text": {"gather_with_grad": True, "lock_text": True, "lock_text_freeze_layer_norm": True, **SGD},
     "adamw": {"gather_with_grad": True, "grad_clip_norm": 0.05},
+    # batches carry class labels (3 classes in 8 samples, so pairs share them): labels and token ids are
+    # gathered across ranks to find the positives
+    "multi_positive": {"gather_with_grad": True, "multi_positive": True, **SGD},
+    "multi_positive_local_accum": {
+        "local_loss": True,
+        "gather_with_grad": True,
+        "accum_freq": 2,
+        "multi_positive": True,
+        **SGD,
+    },
 }
 
 
 def _batches(
-    model: nn.Module, step: int, micro: int, env: DistEnv
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    model: nn.Module, step: int, micro: int, env: DistEnv, *, labelled: bool = False
+) -> list[tuple[torch.Tensor, ...]]:
     generator = torch.Generator().manual_seed(100 + step)
     model = unwrap_model(model)
     size = model.visual.image_size
@@ -57,7 +68,8 @@ def _batches(
         images = torch.randn(GLOBAL_BATCH, 3, size[0], size[1], generator=generator)
         texts = torch.randint(1, 49406, (GLOBAL_BATCH, model.context_length), generator=generator)
         texts[:, -1] = 49407  # the EOT token the text tower pools at
-        out.append((images[rows], texts[rows]))
+        labels = torch.randint(0, 3, (GLOBAL_BATCH,), generator=generator)
+        out.append((images[rows], texts[rows], labels[rows]) if labelled else (images[rows], texts[rows]))
     return out
 
 
@@ -89,7 +101,7 @@ def run_variant(model_json: str, settings: dict, env: DistEnv) -> dict:
     for step in range(STEPS):
         result = train_step(
             model,
-            _batches(model, step, cfg.accum_freq, env),
+            _batches(model, step, cfg.accum_freq, env, labelled=cfg.multi_positive),
             loss_fn,
             optimizer,
             plan=plan,

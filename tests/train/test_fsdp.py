@@ -2,7 +2,8 @@
 half the bytes DDP holds.
 
 One worker launch per world size runs every variant (loss exchange, accumulation, checkpointing, frozen
-tower, clipping, AdamW) for a ViT CLIP and a ConvNeXt-tower CLIP, so the test pays for two process starts."""
+tower, clipping, AdamW, multi-positive with class labels) for a ViT CLIP and a ConvNeXt-tower CLIP, so the
+test pays for two process starts."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def parity_runs(tmp_path_factory) -> tuple[dict, dict]:
 def test_two_rank_fsdp_parameters_equal_one_process_on_the_full_batch(parity_runs):
     one, two = parity_runs
     assert (one["world_size"], two["world_size"]) == (1, 2)
-    assert one["runs"].keys() == two["runs"].keys() and len(one["runs"]) == 14
+    assert one["runs"].keys() == two["runs"].keys() and len(one["runs"]) == 18
     for key, single in one["runs"].items():
         sharded = two["runs"][key]
         assert single["params"].keys() == sharded["params"].keys()
@@ -76,6 +77,10 @@ def test_two_rank_fsdp_parameters_equal_one_process_on_the_full_batch(parity_run
                 torch.tensor(sharded["grad_norms"]), torch.tensor(single["grad_norms"])
             )
             assert min(single["grad_norms"]) > 0.05
+        if key.endswith(":multi_positive"):
+            # the shared labels changed the loss: not the standard loss's parameters
+            standard = one["runs"][key.replace(":multi_positive", ":gather")]["params"]
+            assert any(not torch.allclose(standard[n], v) for n, v in single["params"].items()), key
 
 
 @pytest.mark.slow
