@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import sys
 import tarfile
 from pathlib import Path
@@ -117,3 +118,28 @@ def subprocess_env() -> dict[str, str]:
 
 
 CLIPCTL = [sys.executable, "-m", "clipctl"]
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launch_env(**extra: str) -> dict[str, str]:
+    """:func:`subprocess_env` without the rank variables of a launcher around pytest, plus ``extra``."""
+    env = {k: v for k, v in subprocess_env().items() if k not in LAUNCHER_VARIABLES}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(*options: str) -> list[str]:
+    """``torchrun --nproc_per_node 2`` on 127.0.0.1 and a free port, then ``options``; the script follows."""
+    exe = Path(sys.executable).with_name("torchrun")
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    return [*launcher, "--nproc_per_node", "2", "--master_addr", "127.0.0.1"] + [
+        "--master_port",
+        str(free_port()),
+        *options,
+    ]

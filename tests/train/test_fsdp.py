@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.engine_helpers import TINY_CONVNEXT_CFG, subprocess_env, write_tiny_model
-from tests.train.test_distributed import _free_port, _torchrun
+from tests.train.engine_helpers import TINY_CONVNEXT_CFG, launch_env, torchrun, write_tiny_model
 
 WORKER = str(Path(__file__).with_name("fsdp_parity_worker.py"))
 
@@ -26,17 +25,14 @@ def parity_runs(tmp_path_factory) -> tuple[dict, dict]:
         pytest.skip("torch.distributed with gloo is not available")
     folder = tmp_path_factory.mktemp("fsdp")
     models = [write_tiny_model(folder, "vit"), write_tiny_model(folder, "convnext", TINY_CONVNEXT_CFG)]
-    env = subprocess_env()
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
+    env = launch_env()
     one, two = folder / "one.pt", folder / "two.pt"
-    launch = [*_torchrun(), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port"]
     jobs = [
         subprocess.Popen(
             [sys.executable, WORKER, str(one), *models], env=env, stderr=subprocess.PIPE, text=True
         ),
         subprocess.Popen(
-            [*launch, str(_free_port()), WORKER, str(two), *models],
+            [*torchrun(), WORKER, str(two), *models],
             env=env,
             stderr=subprocess.PIPE,
             text=True,

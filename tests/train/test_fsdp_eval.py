@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.train.engine_helpers import COLOURS, colour_image, write_colour_shards, write_tiny_model
-from tests.train.test_fsdp_resume import _env, _torchrun_cmd
+from tests.train.engine_helpers import (
+    COLOURS,
+    colour_image,
+    launch_env,
+    torchrun,
+    write_colour_shards,
+    write_tiny_model,
+)
 
 WORKER = str(Path(__file__).with_name("fsdp_eval_worker.py"))
 
@@ -44,7 +50,7 @@ def test_zero_shot_and_val_evaluation_run_on_a_sharded_model(tmp_path):
         "ev",
     ]
     done = subprocess.run(
-        [*_torchrun_cmd(), WORKER, "--", *args], env=_env(), capture_output=True, text=True, timeout=600
+        [*torchrun(), WORKER, "--", *args], env=launch_env(), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(

@@ -19,32 +19,17 @@ import torch
 
 from clipctl.checkpoint import read_sharded_state_dict
 from clipctl.train.checkpointing import find_latest_checkpoint, read_info
-from tests.train.engine_helpers import CLIPCTL, subprocess_env, write_colour_shards, write_tiny_model
-from tests.train.test_distributed import _free_port, _torchrun
+from tests.train.engine_helpers import (
+    CLIPCTL,
+    free_port,
+    launch_env,
+    torchrun,
+    write_colour_shards,
+    write_tiny_model,
+)
 
 KILLER = str(Path(__file__).with_name("kill_worker.py"))
 pytestmark = pytest.mark.slow
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = subprocess_env()
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    env.update(extra)
-    return env
-
-
-def _torchrun_cmd(*extra: str) -> list[str]:
-    return [
-        *_torchrun(),
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        *extra,
-    ]
 
 
 def _weights(run: Path, name: str = "epoch_2") -> dict[str, torch.Tensor]:
@@ -72,14 +57,14 @@ def runs(tmp_path_factory) -> dict:
     jobs = {
         "straight": subprocess.Popen(
             # written in the background: the other runs resume to its final weights, so its checkpoints count
-            [*_torchrun_cmd(), "-m", "clipctl", "--", *args, "--name", "straight", "--async-checkpoint"],
-            env=_env(),
+            [*torchrun(), "-m", "clipctl", "--", *args, "--name", "straight", "--async-checkpoint"],
+            env=launch_env(),
             stderr=subprocess.PIPE,
             text=True,
         ),
         "killed": subprocess.Popen(
-            [*_torchrun_cmd(), KILLER, "7", "--", *args, "--name", "killed"],
-            env=_env(KILL_RANK="1", KILL_STAMP=str(stamp)),
+            [*torchrun(), KILLER, "7", "--", *args, "--name", "killed"],
+            env=launch_env(KILL_RANK="1", KILL_STAMP=str(stamp)),
             stderr=subprocess.PIPE,
             text=True,
         ),
@@ -107,8 +92,8 @@ def test_clipctl_resume_of_a_killed_sharded_run_gives_the_uninterrupted_weights(
     run = tmp_path / "killed"
     shutil.copytree(runs["logs"] / "killed", run, symlinks=True)
     resumed = subprocess.run(
-        [*_torchrun_cmd(), "-m", "clipctl", "--", "resume", str(run)],
-        env=_env(),
+        [*torchrun(), "-m", "clipctl", "--", "resume", str(run)],
+        env=launch_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -125,7 +110,7 @@ def test_a_checkpoint_of_two_ranks_resumes_in_one_process_at_its_step(runs, tmp_
     run = tmp_path / "killed"
     shutil.copytree(runs["logs"] / "killed", run, symlinks=True)
     resumed = subprocess.run(
-        [*CLIPCTL, "resume", str(run)], env=_env(), capture_output=True, text=True, timeout=600
+        [*CLIPCTL, "resume", str(run)], env=launch_env(), capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "step 6, written by 2 process(es)" in resumed.stderr
@@ -136,8 +121,8 @@ def test_a_checkpoint_of_two_ranks_resumes_in_one_process_at_its_step(runs, tmp_
 
 def test_torchrun_max_restarts_resumes_by_itself_to_the_uninterrupted_weights(runs):
     job = subprocess.run(
-        [*_torchrun_cmd("--max-restarts", "1"), KILLER, "7", "--", *runs["args"], "--name", "restarted"],
-        env=_env(KILL_RANK="1"),
+        [*torchrun("--max-restarts", "1"), KILLER, "7", "--", *runs["args"], "--name", "restarted"],
+        env=launch_env(KILL_RANK="1"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -168,7 +153,7 @@ def test_export_of_a_sharded_checkpoint_loads_strictly_with_the_trained_features
             "--out",
             str(tmp_path / "hub"),
         ],
-        env=_env(),
+        env=launch_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -197,11 +182,11 @@ def test_a_rank_that_dies_or_hangs_ends_the_others_with_one_line(runs, tmp_path)
         ("KILL", "another rank died", 30),
         ("STOP", "did not answer within", 60),
     ):
-        port = str(_free_port())
+        port = str(free_port())
         args = [a if a != "60" else "15" for a in runs["args"]] + ["--name", f"srun-{signal_name.lower()}"]
         procs = []
         for rank in (0, 1):
-            env = _env(
+            env = launch_env(
                 MASTER_ADDR="127.0.0.1",
                 MASTER_PORT=port,
                 WORLD_SIZE="2",
@@ -252,7 +237,7 @@ def test_soup_and_wise_ft_of_sharded_checkpoints_equal_those_of_their_consolidat
     sharded = [str(f) for f in folders]
     done = subprocess.run(
         [*CLIPCTL, "soup", *sharded, "--out", str(tmp_path / "soup.safetensors")],
-        env=_env(),
+        env=launch_env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,8 +14,7 @@ import torch
 
 from clipctl.train.memory_plan import GIB, measure_footprint, plan_memory
 from tests.helpers import TINY_VIT_CFG, write_model_config
-from tests.train.engine_helpers import subprocess_env, write_tiny_model
-from tests.train.test_distributed import _free_port, _torchrun
+from tests.train.engine_helpers import launch_env, torchrun, write_tiny_model
 
 WORKER = str(Path(__file__).with_name("memory_peak_worker.py"))
 MID_CFG = {
@@ -60,23 +59,12 @@ def test_plan_is_within_a_quarter_of_the_measured_peak(tmp_path):
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     model = write_tiny_model(tmp_path, "mid", MID_CFG)
-    env = subprocess_env()
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # freed tensors go back to the system: RSS follows live tensors
+    # freed tensors go back to the system: RSS follows live tensors
+    env = launch_env(MALLOC_MMAP_THRESHOLD_="65536")
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    launch = [
-        *_torchrun(),
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-    ]
     jobs = [
         [sys.executable, WORKER, str(one), model, "plain:1:32:0", "checkpointing:1:32:1"],
-        [*launch, WORKER, str(two), model, "fsdp:2:32:0"],
+        [*torchrun(), WORKER, str(two), model, "fsdp:2:32:0"],
     ]
     running = [subprocess.Popen(job, env=env, stderr=subprocess.PIPE, text=True) for job in jobs]
     for job in running:
