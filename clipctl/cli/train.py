@@ -117,6 +117,15 @@ def _print_plan(cfg: Any) -> None:
     print_memory_plan(plan)
 
 
+def _warn_about_workers(cfg: Any) -> None:
+    from clipctl.train.planning import plan_loader
+
+    plan = plan_loader(cfg.model, cfg.device)
+    warning = plan.workers_warning(cfg.workers) if plan is not None else None
+    if warning:
+        err.print(f"[yellow]warning[/yellow]: {warning}")
+
+
 def _execute(cfg: Any, dry_run: bool) -> None:
     from clipctl.train.trainer import preflight, run_training
 
@@ -124,6 +133,7 @@ def _execute(cfg: Any, dry_run: bool) -> None:
         preflight(cfg)
         _print_config(cfg)
         _print_plan(cfg)
+        _warn_about_workers(cfg)
         return
     trainer = run_training(cfg)
     if trainer.env is not None and trainer.env.is_master:
