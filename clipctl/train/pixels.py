@@ -23,7 +23,9 @@ from torchvision.transforms import functional as F
 from clipctl.transforms import ToTensorIfNeeded
 
 _JPEG_MAGIC = b"\xff\xd8"
-_SAME_AS_PIL = ("RGB", "Gray")  # colour spaces where simplejpeg's output equals PIL's bit for bit
+# JPEG colour spaces (as simplejpeg's header reports them) where its output equals PIL's bit for bit: YCbCr is
+# the ordinary colour JPEG; CMYK/YCCK convert differently and stay with PIL
+_SAME_AS_PIL = ("YCbCr", "Gray", "RGB")
 
 
 def decode_rgb(data: bytes, as_array: bool = False) -> Image.Image | np.ndarray:

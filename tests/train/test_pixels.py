@@ -38,11 +38,20 @@ def _pil_rgb(data: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    ("mode", "options"),
-    [("RGB", {}), ("RGB", {"subsampling": 0}), ("RGB", {"progressive": True}), ("L", {}), ("CMYK", {})],
+    ("mode", "options", "fast"),
+    [
+        ("RGB", {}, True),
+        ("RGB", {"subsampling": 0}, True),
+        ("RGB", {"subsampling": 1}, True),
+        ("RGB", {"progressive": True}, True),
+        ("RGB", {"quality": 40}, True),
+        ("L", {}, True),
+        ("CMYK", {}, False),
+    ],
 )
-def test_decoded_pixels_equal_pils(mode, options):
+def test_decoded_pixels_equal_pils(mode, options, fast):
     data = _encode(_photo(1).convert(mode), **options)
+    assert (pixels._decode_jpeg(data) is not None) == fast  # ordinary colour JPEGs take the simplejpeg path
     assert np.array_equal(np.asarray(pixels.decode_rgb(data)), _pil_rgb(data))
 
 
