@@ -31,6 +31,12 @@ from clipctl.pickle_globals import code_needed
 _OPENAI_JIT_ATTRIBUTES = ("input_resolution", "context_length", "vocab_size")
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
 _PREFIXES_TO_STRIP = ("module.", "_orig_mod.")
+# a sharded checkpoint (torch.distributed.checkpoint) is a folder with this index file; its model weights sit
+# under this key, beside the optimizer state
+SHARDED_METADATA = ".metadata"
+SHARDED_MODEL_KEY = "model"
+# beside the shards of a training run's checkpoint: epoch, step, data position, run config (no tensors but RNG)
+SHARDED_STATE_FILE = "clipctl_state.pt"
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -59,11 +65,58 @@ def _unreadable_pickle(path: Path, err: Exception, weights_only: bool) -> Checkp
     )
 
 
+def is_sharded_checkpoint(path: str | os.PathLike) -> bool:
+    """A folder written by torch.distributed.checkpoint (``clipctl train --fsdp``): shards plus ``.metadata``."""
+    path = Path(path)
+    return path.is_dir() and (path / SHARDED_METADATA).is_file()
+
+
+def read_sharded_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model weights of a sharded checkpoint folder, consolidated into whole tensors in this process.
+
+    Reads only the model's entries (not the optimizer state) and starts no process group, so any job can take
+    a sharded checkpoint wherever it takes a weights file."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    folder = Path(folder)
+    try:
+        metadata = dcp.FileSystemReader(str(folder)).read_metadata()
+    except Exception as err:  # noqa: BLE001 - torch raises assorted errors for damaged metadata
+        raise CheckpointError(f"cannot read sharded checkpoint {folder}: {type(err).__name__}") from err
+    prefix = SHARDED_MODEL_KEY + "."
+    state_dict = {
+        key[len(prefix) :]: torch.empty(meta.size, dtype=meta.properties.dtype)
+        for key, meta in metadata.state_dict_metadata.items()
+        if key.startswith(prefix) and isinstance(meta, TensorStorageMetadata)
+    }
+    if not state_dict:
+        raise CheckpointError(f"sharded checkpoint {folder} holds no model weights")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
+            dcp.load({SHARDED_MODEL_KEY: state_dict}, checkpoint_id=str(folder), no_dist=True)
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(
+            f"cannot read sharded checkpoint {folder}: {str(err).strip().splitlines()[-1][:200]}"
+        ) from err
+    return state_dict
+
+
 def read_state_dict(
     path: str | os.PathLike, *, weights_only: bool = True, map_location: str | torch.device = "cpu"
 ) -> dict[str, torch.Tensor]:
-    """Read a weights file into a flat ``{key: tensor}`` dict with wrappers and DDP prefixes removed."""
+    """Read a weights file (or a sharded checkpoint folder) into a flat ``{key: tensor}`` dict with wrappers
+    and DDP prefixes removed."""
     path = Path(path)
+    if is_sharded_checkpoint(path):
+        return {k: v.to(map_location) for k, v in read_sharded_state_dict(path).items()}
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder, not a weights file or a sharded checkpoint (no .metadata)"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":

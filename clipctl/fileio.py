@@ -137,17 +137,50 @@ def atomic_folder(folder: str | os.PathLike, *, merge: bool = False) -> Iterator
     files stay: a git clone of a Hub repo keeps its ``.git``), and without it the old folder is swapped out
     whole and deleted. When the block raises, the stage is removed and ``folder`` is untouched.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.clipctl-tmp-"))
+    stage = stage_folder(folder)
     try:
         yield stage
-        for entry in stage.rglob("*"):
-            share(entry, folder=entry.is_dir())
-        share(stage, folder=True)
-        _publish(stage, folder, merge=merge)
+        publish_folder(stage, folder, merge=merge)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+STAGE_MARK = ".clipctl-tmp-"
+
+
+def stage_folder(folder: str | os.PathLike) -> Path:
+    """A fresh, empty staging folder beside ``folder`` (hidden, named after it) for :func:`publish_folder`.
+    :func:`atomic_folder` is the usual way; the two halves serve writers that finish later (in a thread)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}{STAGE_MARK}"))
+
+
+def publish_folder(stage: str | os.PathLike, folder: str | os.PathLike, *, merge: bool = False) -> None:
+    """Make a finished stage ``folder`` (see :func:`atomic_folder` for ``merge``)."""
+    stage, folder = Path(stage), Path(folder)
+    for entry in stage.rglob("*"):
+        share(entry, folder=entry.is_dir())
+    share(stage, folder=True)
+    _publish(stage, folder, merge=merge)
+
+
+def remove_stale_stages(parent: str | os.PathLike) -> None:
+    """Delete staging folders left in ``parent`` by writers that were killed before they published."""
+    for entry in Path(parent).glob(f".*{STAGE_MARK}*"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def symlink_atomic(target: str, path: str | os.PathLike) -> Path:
+    """Point the symbolic link ``path`` at ``target`` (a name relative to its folder), replacing what it
+    pointed at in one step."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _publish(stage: Path, folder: Path, *, merge: bool) -> None:

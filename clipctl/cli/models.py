@@ -90,8 +90,36 @@ def register(app: typer.Typer) -> None:
             ..., help="Registry name, hf-hub:ORG/REPO, local-dir:PATH or a .json config."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+        plan: bool = typer.Option(
+            False, "--plan", help="Print the memory per rank of training it, under DDP and FSDP."
+        ),
+        batch_size: int = typer.Option(64, "--batch-size", min=1, help="With --plan: batch size per rank."),
+        world_size: int = typer.Option(1, "--world-size", min=1, help="With --plan: number of ranks."),
+        precision: str = typer.Option("amp_bf16", "--precision", help="With --plan: training precision."),
+        device_memory: float = typer.Option(
+            None,
+            "--device-memory",
+            min=0.001,
+            help="With --plan: GiB per device (default: the visible GPU's).",
+        ),
     ) -> None:
-        """Config, parameter count, GFLOPs at its image size, and known pretrained tags."""
+        """Config, parameter count, GFLOPs at its image size, and known pretrained tags; with --plan, the
+        memory training it takes per rank."""
+        if plan:
+            from clipctl.cli.memory_plan_view import print_memory_plan
+            from clipctl.runtime import check_precision
+            from clipctl.train.memory_plan import measure_footprint, plan_memory, visible_device_memory_gib
+
+            check_precision(precision)
+            memory = plan_memory(
+                measure_footprint(name, precision=precision),
+                batch_size=batch_size,
+                world_size=world_size,
+                precision=precision,
+                device_memory_gib=device_memory or visible_device_memory_gib(),
+            )
+            print_memory_plan(memory)
+            return
         from clipctl.model_info import describe_model
 
         info = describe_model(name)

@@ -94,7 +94,8 @@ def _register_soup(app: typer.Typer) -> None:
     def soup(
         checkpoints: list[str] = typer.Argument(
             ...,
-            help="Checkpoints of one architecture: weights files, local-dir:PATH (or a Hub-layout folder), hf-hub:ORG/REPO.",
+            help="Checkpoints of one architecture: weights files, local-dir:PATH (or a Hub-layout folder), "
+            "hf-hub:ORG/REPO, sharded --fsdp checkpoint folders.",
         ),
         out_path: Path = typer.Option(..., "--out", "-o", help=_OUT_HELP),
         model: str = typer.Option(None, "--model", help=_MODEL_HELP),

@@ -59,7 +59,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="Override one config key (repeatable)."
     )
     ours.add_argument(
-        "--dry-run", action="store_true", help="Resolve, validate and print the config; run nothing."
+        "--dry-run",
+        action="store_true",
+        help="Resolve, validate and print the config, and the memory per rank under DDP and FSDP; run nothing.",
     )
     if command == "distill":
         ours.add_argument("--teacher", dest="distill_model", help="Teacher architecture.")
@@ -75,7 +77,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         kind, _ = _base_type(name)
         kwargs: dict[str, Any] = {"dest": name, "help": meta["help"]}
         if kind is bool:
-            kwargs["action"] = "store_true"
+            # a setting that is on by default needs a way to turn it off: --no-FLAG
+            kwargs["action"] = argparse.BooleanOptionalAction if spec.default is True else "store_true"
         elif kind is list or name == "aug_cfg":
             kwargs["nargs"] = meta.get("nargs", "+")
             kwargs["type"] = meta.get("item_type", str)
@@ -100,6 +103,20 @@ def _print_config(cfg: Any) -> None:
     typer.echo(dump_run_config(cfg), nl=False)
 
 
+def _print_plan(cfg: Any) -> None:
+    from clipctl.cli.memory_plan_view import print_memory_plan
+    from clipctl.train.distributed import world_from_env
+    from clipctl.train.memory_plan import plan_for_run
+
+    try:
+        plan = plan_for_run(cfg, world_from_env()[2])
+    except ClipctlError as error:
+        # the config is valid; only the model could not be built on the meta device here (e.g. offline)
+        err.print(f"memory plan unavailable: {error}")
+        return
+    print_memory_plan(plan)
+
+
 def _warn_about_workers(cfg: Any) -> None:
     from clipctl.train.planning import plan_loader
 
@@ -115,6 +132,7 @@ def _execute(cfg: Any, dry_run: bool) -> None:
     if dry_run:
         preflight(cfg)
         _print_config(cfg)
+        _print_plan(cfg)
         _warn_about_workers(cfg)
         return
     trainer = run_training(cfg)

@@ -266,8 +266,10 @@ def _use_pretrained(found: _Resolution, model_name: str, pretrained: str) -> Non
         _use_tag(found, pretrained, tag_cfg)
         return
     found.pretrained = pretrained
+    from clipctl.checkpoint import is_sharded_checkpoint
+
     path = Path(pretrained).expanduser()
-    if path.is_file():
+    if path.is_file() or is_sharded_checkpoint(path):
         found.weights = WeightsSource(path=path)
         found.preprocess = _local_file_preprocess(path) or found.preprocess or _family_preprocess(found.name)
     elif _is_path_like(pretrained):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -178,6 +179,31 @@ class TrainConfig:
     horovod: bool = _opt(False, "distributed", "Not supported: launch with torchrun or srun.")
     ddp_static_graph: bool = _opt(False, "distributed", "DDP static_graph=True.")
     no_set_device_rank: bool = _opt(False, "distributed", "Do not pin each rank to cuda:LOCAL_RANK.")
+    dist_timeout: float = _opt(
+        1800.0,
+        "distributed",
+        "Seconds a rank waits in a collective before the job stops with an error (a rank that died or hangs).",
+    )
+    fsdp: bool = _opt(
+        False,
+        "distributed",
+        "Shard parameters, gradients and optimizer state over the ranks (FSDP2); checkpoints become "
+        "sharded folders.",
+    )
+    fsdp_reshard_after_forward: bool = _opt(
+        True,
+        "distributed",
+        "With --fsdp: free each block's gathered parameters after its forward and gather them again for "
+        "backward (less memory, more communication).",
+    )
+    fsdp_cpu_offload: bool = _opt(
+        False,
+        "distributed",
+        "With --fsdp: keep sharded parameters, gradients and optimizer state in host memory.",
+    )
+    device_memory: float | None = _opt(
+        None, "distributed", "GiB per device for --dry-run's memory plan (default: the visible GPU's memory)."
+    )
     # -- logging
     logs: str = _opt("./runs", "logging", "Folder holding run folders ('none' saves nothing).")
     log_local: bool = _opt(False, "logging", "Write out.log on every rank, not only rank 0.")
@@ -198,6 +224,9 @@ class TrainConfig:
     )
     delete_previous_checkpoint: bool = _opt(
         False, "checkpoint", "Delete epoch_{K-1}.pt after saving epoch_K.pt."
+    )
+    async_checkpoint: bool = _opt(
+        False, "checkpoint", "With --fsdp: write checkpoints in the background while training continues."
     )
     resume: str | None = _opt(None, "checkpoint", "Checkpoint file to resume from, or 'latest'.")
     remote_sync: str | None = _opt(
@@ -344,6 +373,14 @@ def default_optimizer_params(model_name: str) -> dict[str, float]:
     return {"lr": 5.0e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1.0e-8}
 
 
+def _elastic_max_restarts() -> int:
+    """``torchrun --max-restarts`` as torchrun tells its workers (0 outside torchrun)."""
+    try:
+        return int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    except ValueError:
+        return 0
+
+
 def default_run_name(cfg: TrainConfig) -> str:
     stamp = datetime.datetime.now().strftime("%Y_%m_%d-%H_%M_%S")
     model = cfg.model.replace("/", "-").replace(":", "-")
@@ -387,6 +424,11 @@ def resolve_run_config(
                 setattr(cfg, key, default)
     validate_run_config(cfg)
     if not cfg.name:
+        if _elastic_max_restarts() > 0:
+            raise ClipctlError(
+                "torchrun --max-restarts needs a fixed --name: a restarted job finds its checkpoints in "
+                "runs/NAME, and a generated name (with the start time) differs on every restart"
+            )
         cfg.name = default_run_name(cfg)
     return cfg
 
@@ -471,6 +513,33 @@ def validate_run_config(cfg: TrainConfig) -> None:
         raise ClipctlError("--resume needs a checkpoint path or 'latest'")
     if cfg.resume == "latest" and str(cfg.logs).lower() == "none":
         raise ClipctlError("--resume latest needs a run folder: --logs none saves no checkpoints")
+    _check_sharding(cfg)
+
+
+# --precision values that cast the weights themselves: FSDP's mixed-precision policy would cast them again
+_CAST_PRECISIONS = ("fp16", "bf16", "pure_fp16", "pure_bf16")
+
+
+def _check_sharding(cfg: TrainConfig) -> None:
+    """--fsdp and the settings that only mean something with it, or do not compose with it."""
+    if not (math.isfinite(cfg.dist_timeout) and cfg.dist_timeout > 0):
+        raise ClipctlError(f"--dist-timeout must be a positive number of seconds (got {cfg.dist_timeout})")
+    if cfg.device_memory is not None and not cfg.device_memory > 0:
+        raise ClipctlError(f"--device-memory must be a positive number of GiB (got {cfg.device_memory})")
+    if not cfg.fsdp:
+        for key in ("fsdp_cpu_offload", "async_checkpoint"):
+            if getattr(cfg, key):
+                raise ClipctlError(f"--{key.replace('_', '-')} needs --fsdp")
+        return
+    if cfg.precision in _CAST_PRECISIONS:
+        raise ClipctlError(
+            f"--fsdp does not work with --precision {cfg.precision} (it casts the weights themselves): use "
+            "amp_bf16 (bf16 compute, fp32 master weights), amp or fp32"
+        )
+    if cfg.use_bnb_linear:
+        raise ClipctlError(
+            "--fsdp does not work with --use-bnb-linear (bitsandbytes layers cannot be sharded)"
+        )
 
 
 def _check_label_options(cfg: TrainConfig) -> None:

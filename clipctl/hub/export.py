@@ -90,8 +90,10 @@ def find_run(pretrained: str | None) -> RunInfo | None:
     """The run folder a checkpoint path belongs to (``RUN/checkpoints/X.pt`` with ``RUN/config.yaml``), if any."""
     if not pretrained:
         return None
+    from clipctl.checkpoint import is_sharded_checkpoint
+
     path = Path(pretrained).expanduser()
-    if not path.is_file() or path.parent.name != "checkpoints":
+    if not (path.is_file() or is_sharded_checkpoint(path)) or path.parent.name != "checkpoints":
         return None
     config_path = path.parent.parent / "config.yaml"
     if not config_path.is_file():
@@ -107,6 +109,10 @@ def find_run(pretrained: str | None) -> RunInfo | None:
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
+    from clipctl.checkpoint import SHARDED_STATE_FILE, is_sharded_checkpoint
+
+    if is_sharded_checkpoint(path):
+        path = path / SHARDED_STATE_FILE
     if path.suffix not in (".pt", ".pth", ".bin"):
         return None
     import torch

@@ -204,7 +204,17 @@ class Transformer(nn.Module):
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    """Hooks of a caller who may want every token; FSDP's own (it gathers and frees weights) do not count."""
+    return any(
+        not _is_sharding_hook(hook)
+        for m in module.modules()
+        for hook in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+    )
+
+
+def _is_sharding_hook(hook: Callable) -> bool:
+    owner = getattr(hook, "__self__", None)
+    return owner is not None and type(owner).__module__.startswith("torch.distributed.fsdp")
 
 
 def reject_custom_block(cfg: dict, tower: str) -> None:

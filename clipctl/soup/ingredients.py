@@ -8,9 +8,11 @@ An ingredient is named the way users name weights anywhere else in clipctl:
 - a folder in the Hub layout (``open_clip_config.json`` + weights), as ``local-dir:PATH`` or the bare path;
 - ``hf-hub:ORG/REPO`` (from the local Hugging Face cache or the Hub).
 
-Each form is one entry of :data:`READERS` (a predicate and a reader), so another form -- a sharded
-``torch.distributed.checkpoint`` folder once clipctl trains with FSDP -- is one more entry, with nothing else
-to change.
+- a sharded checkpoint folder of ``clipctl train --fsdp`` (``torch.distributed.checkpoint``: shards plus
+  ``.metadata``), consolidated in this process without a process group.
+
+Each form is one entry of :data:`READERS` (a predicate and a reader), so another form is one more entry, with
+nothing else to change.
 """
 
 from __future__ import annotations
@@ -67,21 +69,22 @@ def _read_file(spec: str, weights_only: bool) -> Ingredient:
 
 
 def _is_sharded_folder(spec: str) -> bool:
-    # torch.distributed.checkpoint writes a ".metadata" file beside the shards.
-    return (Path(spec).expanduser() / ".metadata").is_file()
+    from clipctl.checkpoint import is_sharded_checkpoint
+
+    return is_sharded_checkpoint(Path(spec).expanduser())
 
 
-def _refuse_sharded(spec: str, weights_only: bool) -> Ingredient:
-    raise ClipctlError(
-        f"{spec} is a sharded (torch.distributed.checkpoint) folder; clipctl cannot read those yet: "
-        "consolidate it into one file first (torch.distributed.checkpoint.format_utils.dcp_to_torch_save)"
-    )
+def _read_sharded(spec: str, weights_only: bool) -> Ingredient:
+    # only tensors are read (no pickle), so weights_only has nothing to guard
+    from clipctl.checkpoint import read_sharded_state_dict
+
+    return Ingredient(spec, read_sharded_state_dict(Path(spec).expanduser()))
 
 
 Reader = Callable[[str, bool], Ingredient]
 READERS: list[tuple[Callable[[str], bool], Reader]] = [
     (lambda spec: hub_name(spec) is not None, _read_hub),
-    (_is_sharded_folder, _refuse_sharded),
+    (_is_sharded_folder, _read_sharded),
     (lambda spec: Path(spec).expanduser().is_file(), _read_file),
 ]
 

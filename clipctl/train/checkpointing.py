@@ -10,23 +10,31 @@ Files under ``runs/NAME/checkpoints/``: ``epoch_K.pt`` at the end of epoch K (``
 ``step_S.pt`` for ``--save-every-n-steps`` (only the newest is kept), and ``epoch_latest.pt``, the newest
 checkpoint written (a hard link to it, so it costs no second write; with ``--save-most-recent`` it is also
 written at the end of epochs that ``--save-frequency`` skips).
+
+Under ``--fsdp`` the same names without ``.pt`` are sharded checkpoint folders (``epoch_K/``, ``step_S/``,
+written by every rank, see ``dcp_checkpoint.py``), with the position in ``clipctl_state.pt`` inside, and
+``epoch_latest`` a symbolic link to the newest. A resume considers both kinds.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from clipctl.checkpoint import save_checkpoint_atomic
+from clipctl.checkpoint import SHARDED_STATE_FILE, is_sharded_checkpoint, save_checkpoint_atomic
 from clipctl.errors import CheckpointError
 from clipctl.fileio import link_atomic
 
 CHECKPOINT_DIR = "checkpoints"
-STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+STEP_FILE = re.compile(r"^step_(\d+)(\.pt)?$")
+# inside a sharded checkpoint folder: everything but the model and optimizer (a build_checkpoint dict without
+# them), written by rank 0
+STATE_FILE = SHARDED_STATE_FILE
 
 
 @dataclass
@@ -57,27 +65,29 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
+def checkpoint_position(
+    *, epoch: int, step: int, batch_in_epoch: int, world_size: int, name: str, config: dict[str, Any]
+) -> dict[str, Any]:
+    """Everything in a checkpoint but the model and optimizer state."""
+    return {
+        "epoch": epoch,
+        "step": step,
+        "batch_in_epoch": batch_in_epoch,
+        "world_size": world_size,
+        "name": name,
+        "config": config,
+        "rng": rng_state(),
+    }
+
+
 def build_checkpoint(
     *,
     model_state: dict[str, torch.Tensor],
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
-    epoch: int,
-    step: int,
-    batch_in_epoch: int,
-    name: str,
-    config: dict[str, Any],
+    position: dict[str, Any],
 ) -> dict[str, Any]:
-    ckpt = {
-        "epoch": epoch,
-        "step": step,
-        "batch_in_epoch": batch_in_epoch,
-        "name": name,
-        "state_dict": model_state,
-        "optimizer": optimizer.state_dict(),
-        "config": config,
-        "rng": rng_state(),
-    }
+    ckpt = {**position, "state_dict": model_state, "optimizer": optimizer.state_dict()}
     if scaler is not None:
         ckpt["scaler"] = scaler.state_dict()
     return ckpt
@@ -97,13 +107,17 @@ def save_as(ckpt: dict[str, Any], folder: Path, names: list[str]) -> Path:
 
 
 def read_info(path: Path) -> CheckpointInfo | None:
-    """Position stored in a checkpoint, or None if the file is not a readable training checkpoint."""
+    """Position stored in a checkpoint (file or sharded folder), or None if it is not a readable, complete
+    training checkpoint."""
+    sharded = is_sharded_checkpoint(path)
     try:
         # mmap: only the few scalars are read, not the weights
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        ckpt = torch.load(
+            path / STATE_FILE if sharded else path, map_location="cpu", weights_only=True, mmap=True
+        )
     except Exception:  # noqa: BLE001 - truncated, foreign or corrupt files are simply not candidates
         return None
-    if not isinstance(ckpt, dict) or "epoch" not in ckpt or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or "epoch" not in ckpt or ("state_dict" not in ckpt and not sharded):
         return None
     return CheckpointInfo(
         path=path,
@@ -124,7 +138,12 @@ def find_latest_checkpoint(run_dir: str | Path) -> Path | None:
         folder = folder / CHECKPOINT_DIR
     if not folder.is_dir():
         return None
-    infos = [info for p in sorted(folder.glob("*.pt")) if (info := read_info(p)) is not None]
+    candidates = [
+        p
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith(".") and not p.is_symlink() and (p.suffix == ".pt" or p.is_dir())
+    ]
+    infos = [info for p in candidates if (info := read_info(p)) is not None]
     if not infos:
         return None
     return max(infos, key=lambda info: info.order).path
@@ -150,6 +169,14 @@ def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
 
 
 def prune_step_checkpoints(folder: Path, keep: Path) -> None:
-    for path in folder.glob("step_*.pt"):
+    """Delete the ``step_S`` checkpoints (files or sharded folders) in ``folder`` other than ``keep``."""
+    for path in folder.glob("step_*"):
         if path != keep and STEP_FILE.match(path.name):
-            path.unlink(missing_ok=True)
+            remove_checkpoint(path)
+
+
+def remove_checkpoint(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -28,17 +28,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipctl.checkpoint import is_sharded_checkpoint
 from clipctl.config.resolver import ResolvedModel, resolve_model
 from clipctl.config.run import TrainConfig, dump_run_config, report_targets
 from clipctl.errors import ClipctlError, RunFailure
-from clipctl.fileio import check_output_target, write_text_atomic
-from clipctl.runtime import ProgressBar, choose_compute_threads, plan_precision
+from clipctl.fileio import check_output_target, symlink_atomic, write_text_atomic
+from clipctl.runtime import ProgressBar, choose_compute_threads, parse_device, plan_precision
 from clipctl.train import checkpointing as ckpt_io
 from clipctl.train.distributed import (
     DistEnv,
     all_reduce_max,
     barrier,
+    broadcast_object,
     cleanup,
+    collective_failure,
+    elastic_restart_count,
     init_distributed,
     world_from_env,
 )
@@ -46,7 +50,6 @@ from clipctl.train.run_log import MetricsSink, check_reporters, setup_text_loggi
 from clipctl.train.step import train_step, unwrap_model
 
 logger = logging.getLogger("clipctl.train")
-LATEST = "epoch_latest.pt"
 
 
 def run_dir_of(cfg: TrainConfig) -> Path | None:
@@ -57,6 +60,10 @@ def run_dir_of(cfg: TrainConfig) -> Path | None:
 
 def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+
+
+def _is_checkpoint(value: str) -> bool:
+    return Path(value).is_file() or is_sharded_checkpoint(value)
 
 
 def resolve_student(cfg: TrainConfig) -> ResolvedModel:
@@ -90,10 +97,16 @@ def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
             f"run folder {run_dir} already exists: continue it with `clipctl resume {run_dir}`, "
             "or pick another --name"
         )
-    if cfg.resume not in (None, "latest") and not Path(cfg.resume).is_file():
-        raise ClipctlError(f"--resume {cfg.resume}: no such checkpoint file (or pass --resume latest)")
-    if cfg.pretrained and _looks_like_path(cfg.pretrained) and not Path(cfg.pretrained).is_file():
-        raise ClipctlError(f"--pretrained {cfg.pretrained}: no such weights file")
+    if cfg.resume not in (None, "latest") and not _is_checkpoint(cfg.resume):
+        raise ClipctlError(
+            f"--resume {cfg.resume}: no such checkpoint file or folder (or pass --resume latest)"
+        )
+    if cfg.pretrained and _looks_like_path(cfg.pretrained) and not _is_checkpoint(cfg.pretrained):
+        raise ClipctlError(
+            f"--pretrained {cfg.pretrained}: no such weights file or sharded checkpoint folder"
+        )
+    if cfg.fsdp_cpu_offload and parse_device(cfg.device).type != "cuda":
+        raise ClipctlError("--fsdp-cpu-offload moves shards from GPU to host memory: it needs --device cuda")
     resolve_student(cfg)
     if cfg.distill_model:
         if _looks_like_path(cfg.distill_pretrained) and not Path(cfg.distill_pretrained).is_file():
@@ -155,20 +168,30 @@ class Trainer:
             dist_backend=cfg.dist_backend,
             dist_url=cfg.dist_url,
             no_set_device_rank=cfg.no_set_device_rank,
+            timeout=cfg.dist_timeout,
         )
+        # a generated name holds the start time, which may differ between ranks by a second
+        cfg.name = broadcast_object(env, cfg.name)
+        self.run_dir = run_dir_of(cfg)
         self.plan = plan_precision(cfg.precision, env.device, training=True)
         self._seed(cfg.seed + env.rank)
         self._setup_run_dir()
         if self.plan.note and env.is_master:
             logger.warning(self.plan.note)
+        if elastic_restart_count() and env.is_master:
+            logger.info(f"torchrun restart {elastic_restart_count()}: continuing from the newest checkpoint")
         self._build_model()
         if env.device.type == "cpu":
             self._choose_threads()
         resume_ckpt = self._find_resume_checkpoint()
+        if cfg.fsdp:
+            # the optimizer must hold the sharded parameters, and a sharded checkpoint loads into them
+            self._shard_model()
         self._build_optimizer()
         if resume_ckpt is not None:
             self._load_resume_state(resume_ckpt)
-        self._wrap_model()
+        if not cfg.fsdp:
+            self._wrap_model()
         self._build_data()
         from clipctl.train.losses import build_loss
         from clipctl.train.optim import build_schedule
@@ -331,9 +354,39 @@ class Trainer:
         from clipctl.train.optim import build_optimizer
 
         self.optimizer = build_optimizer(self.cfg, self.model)
-        self.scaler = torch.amp.GradScaler(self.env.device.type) if self.plan.use_grad_scaler else None
+        self.scaler = None
+        if self.plan.use_grad_scaler:
+            if self.cfg.fsdp and self.env.distributed:
+                # each rank sees only its shard of the gradients: the overflow check must be agreed on
+                from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+                self.scaler = ShardedGradScaler(self.env.device.type)
+            else:
+                self.scaler = torch.amp.GradScaler(self.env.device.type)
+        self.checkpointer = None
+        if self.cfg.fsdp:
+            from clipctl.train.dcp_checkpoint import ShardedCheckpointer
+
+            self.checkpointer = ShardedCheckpointer(self.env, background=self.cfg.async_checkpoint)
 
     def _load_resume_state(self, path: Path) -> None:
+        sharded = is_sharded_checkpoint(path)
+        if sharded != self.cfg.fsdp:
+            raise ClipctlError(
+                f"checkpoint {path} is sharded (written by an --fsdp run): resume it with --fsdp (any number of "
+                "processes), or start from its weights with --pretrained"
+                if sharded
+                else f"checkpoint {path} is a single file: an --fsdp run resumes from sharded checkpoint folders; "
+                "start from its weights with --pretrained instead"
+            )
+        if sharded:
+            from clipctl.train.dcp_checkpoint import load_sharded
+
+            ckpt = load_sharded(path, self.model, self.optimizer)
+            if self.scaler is not None and "scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["scaler"])
+            self._restore_position(ckpt, path)
+            return
         ckpt = ckpt_io.load_for_resume(path)
         model = self.model
         if "epoch" not in ckpt:
@@ -351,14 +404,46 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and "scaler" in ckpt:
             self.scaler.load_state_dict(ckpt["scaler"])
+        self._restore_position(ckpt, path)
+
+    def _restore_position(self, ckpt: dict[str, Any], path: Path) -> None:
+        world_size = self.env.world_size
         self.start_epoch = int(ckpt["epoch"])
         self.skip_batches = int(ckpt.get("batch_in_epoch", 0))
+        saved_world = int(ckpt.get("world_size", world_size))
+        if saved_world != world_size and self.skip_batches:
+            # a batch index counts per-rank batches: skip the same number of samples with the new world size
+            self.skip_batches = self.skip_batches * saved_world // world_size
         self.global_step = int(ckpt.get("step", 0))
         if self.env.rank == 0:
             ckpt_io.set_rng_state(ckpt.get("rng"))
         self.last_checkpoint = path
         where = f", batch {self.skip_batches}" if self.skip_batches else ""
-        logger.info(f"resumed from {path} (epoch {self.start_epoch}{where}, step {self.global_step})")
+        ranks = f", written by {saved_world} process(es)" if saved_world != world_size else ""
+        logger.info(f"resumed from {path} (epoch {self.start_epoch}{where}, step {self.global_step}{ranks})")
+
+    def _shard_model(self) -> None:
+        from clipctl.train.fsdp import prepare_for_sharding, shard_model
+
+        cfg, env = self.cfg, self.env
+        if cfg.use_bn_sync and env.distributed:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        prepare_for_sharding(self.model)
+        if not env.distributed:
+            if env.is_master:
+                logger.info("--fsdp in one process: nothing to shard; checkpoints are still sharded folders")
+            if cfg.torchcompile:
+                self.model = torch.compile(self.model)
+            return
+        shard_model(
+            self.model,
+            device=env.device,
+            world_size=env.world_size,
+            plan=self.plan,
+            reshard_after_forward=cfg.fsdp_reshard_after_forward,
+            cpu_offload=cfg.fsdp_cpu_offload,
+            compile_blocks=cfg.torchcompile,
+        )
 
     def _wrap_model(self) -> None:
         cfg, env = self.cfg, self.env
@@ -385,38 +470,76 @@ class Trainer:
             world_size=env.world_size,
             skip_batches=self.skip_batches,
         )
-        self.val_data = build_val_data(cfg, self.preprocess_val, self.tokenizer) if env.is_master else None
+        self.val_data = (
+            build_val_data(cfg, self.preprocess_val, self.tokenizer)
+            if env.is_master or self.eval_everywhere
+            else None
+        )
+
+    @property
+    def eval_everywhere(self) -> bool:
+        """Sharded weights are gathered by all ranks at once, so every rank runs each evaluation forward (on
+        the same data; rank 0 reports). Unsharded models evaluate on rank 0 alone."""
+        return self.cfg.fsdp and self.env.distributed
 
     # ---- checkpoints -------------------------------------------------------------------------------
-    def save_checkpoint(self, *, epoch: int, batch_in_epoch: int, files: list[str]) -> Path | None:
-        """Write the current state to ``files`` (names under checkpoints/) on rank 0; every rank must call it."""
+    def save_checkpoint(
+        self, *, epoch: int, batch_in_epoch: int, files: list[str], delete: str | None = None
+    ) -> Path | None:
+        """Write the current state under ``files`` (names under checkpoints/: the first is written, the others
+        link to it), then delete older step checkpoints and ``delete``. Every rank must call it."""
         if self.run_dir is None or not files:
             return None
-        path = None
+        folder = self.run_dir / ckpt_io.CHECKPOINT_DIR
+        position = ckpt_io.checkpoint_position(
+            epoch=epoch,
+            step=self.global_step,
+            batch_in_epoch=batch_in_epoch,
+            world_size=self.env.world_size,
+            name=str(self.cfg.name),
+            config=self.cfg.to_dict(),
+        )
+        path = folder / files[0]
+        done = (lambda saved: self._tidy(saved, files, delete, position)) if self.env.is_master else None
+        if self.checkpointer is not None:
+            if self.scaler is not None:
+                position["scaler"] = self.scaler.state_dict()
+            self.checkpointer.save(self.model, self.optimizer, position, path, published=done)
+            self.last_checkpoint = path
+            return path
         if self.env.is_master:
             state = ckpt_io.build_checkpoint(
                 model_state=unwrap_model(self.model).state_dict(),
                 optimizer=self.optimizer,
                 scaler=self.scaler,
-                epoch=epoch,
-                step=self.global_step,
-                batch_in_epoch=batch_in_epoch,
-                name=str(self.cfg.name),
-                config=self.cfg.to_dict(),
+                position=position,
             )
-            path = ckpt_io.save_as(state, self.run_dir / ckpt_io.CHECKPOINT_DIR, files)
+            ckpt_io.save_as(state, folder, files)
+            done(path)
             self.last_checkpoint = path
-            logger.info(f"saved {', '.join(files)} (epoch {epoch}, step {self.global_step})")
         barrier(self.env)
         return path
+
+    def _tidy(self, path: Path, files: list[str], delete: str | None, position: dict[str, Any]) -> None:
+        """Rank 0, once ``path`` is complete on disk (later, from the writer thread, for a background save)."""
+        if path.is_dir():
+            for name in files[1:]:
+                symlink_atomic(path.name, path.parent / name)
+        ckpt_io.prune_step_checkpoints(path.parent, keep=path)
+        if delete is not None:
+            ckpt_io.remove_checkpoint(path.parent / delete)
+        logger.info(f"saved {', '.join(files)} (epoch {position['epoch']}, step {position['step']})")
+
+    def _checkpoint_name(self, stem: str) -> str:
+        return stem if self.cfg.fsdp else f"{stem}.pt"
 
     def _epoch_end_files(self, completed: int) -> list[str]:
         cfg = self.cfg
         files = []
         if completed == cfg.epochs or (cfg.save_frequency > 0 and completed % cfg.save_frequency == 0):
-            files.append(f"epoch_{completed}.pt")
+            files.append(self._checkpoint_name(f"epoch_{completed}"))
         if files or cfg.save_most_recent:
-            files.append(LATEST)
+            files.append(self._checkpoint_name("epoch_latest"))
         return files
 
     # ---- the loop ----------------------------------------------------------------------------------
@@ -429,15 +552,16 @@ class Trainer:
             for epoch in range(self.start_epoch, cfg.epochs):
                 self._train_epoch(epoch)
                 completed = epoch + 1
-                files = self._epoch_end_files(completed)
-                self.save_checkpoint(epoch=completed, batch_in_epoch=0, files=files)
-                if env.is_master and self.run_dir is not None:
-                    if cfg.delete_previous_checkpoint:
-                        previous = self.run_dir / ckpt_io.CHECKPOINT_DIR / f"epoch_{completed - 1}.pt"
-                        previous.unlink(missing_ok=True)
-                    if files:
-                        ckpt_io.prune_step_checkpoints(self.run_dir / ckpt_io.CHECKPOINT_DIR, keep=Path())
+                previous = self._checkpoint_name(f"epoch_{completed - 1}")
+                self.save_checkpoint(
+                    epoch=completed,
+                    batch_in_epoch=0,
+                    files=self._epoch_end_files(completed),
+                    delete=previous if cfg.delete_previous_checkpoint else None,
+                )
                 self._evaluate(completed)
+            if self.checkpointer is not None:
+                self.checkpointer.wait()
             skipped = self.data.skipped()
             if env.is_master and skipped:
                 logger.warning(f"skipped {skipped} corrupt or unreadable sample(s) during training")
@@ -446,6 +570,11 @@ class Trainer:
             self.close()
 
     def close(self) -> None:
+        if getattr(self, "checkpointer", None) is not None:
+            try:
+                self.checkpointer.wait()
+            except Exception as err:  # noqa: BLE001 - already failing: report, do not mask the first error
+                logger.error(f"the background checkpoint write failed too: {str(err).splitlines()[0][:200]}")
         if getattr(self, "progress", None) is not None:
             self.progress.stop()
         if getattr(self, "remote_sync", None) is not None:
@@ -507,14 +636,11 @@ class Trainer:
                 and self.run_dir is not None
             ):
                 self._check_finite(nonfinite, epoch)
-                name = f"step_{self.global_step}.pt"
-                files = [name, LATEST]
-                saved = self.save_checkpoint(epoch=epoch, batch_in_epoch=batch_index, files=files)
-                if env.is_master and saved is not None:
-                    ckpt_io.prune_step_checkpoints(
-                        self.run_dir / ckpt_io.CHECKPOINT_DIR,
-                        keep=self.run_dir / ckpt_io.CHECKPOINT_DIR / name,
-                    )
+                files = [
+                    self._checkpoint_name(f"step_{self.global_step}"),
+                    self._checkpoint_name("epoch_latest"),
+                ]
+                self.save_checkpoint(epoch=epoch, batch_in_epoch=batch_index, files=files)
             self.progress.update(
                 step_in_epoch,
                 f"loss {float(result.losses['loss']):.4f} lr {lr:.2e}"
@@ -543,11 +669,14 @@ class Trainer:
             )
 
     def _log_step(self, epoch: int, step_in_epoch: int, lr: float, result: Any, rate: float) -> None:
+        from clipctl.train.fsdp import full_value
+
+        with torch.no_grad():
+            # a sharded parameter is gathered by all ranks together
+            scale = float(full_value(unwrap_model(self.model).logit_scale.detach()).exp().max())
         if not self.env.is_master:
             return
         losses = {k: float(v) for k, v in result.losses.items()}
-        with torch.no_grad():
-            scale = float(unwrap_model(self.model).logit_scale.detach().exp())
         record = {
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
@@ -574,25 +703,27 @@ class Trainer:
     def _evaluate(self, completed: int) -> None:
         cfg, env = self.cfg, self.env
         from clipctl.train.evaluate import should_run, val_metrics, write_results_jsonl, zero_shot_metrics
+        from clipctl.train.fsdp import root_gathered
 
         results: dict[str, Any] = {}
-        if env.is_master:
+        if env.is_master or self.eval_everywhere:
             if should_run(cfg.zeroshot_frequency, completed, cfg.epochs) and (
                 cfg.imagenet_val or cfg.imagenet_v2
             ):
-                results.update(
-                    zero_shot_metrics(
-                        self.model,
-                        cfg,
-                        self.preprocess_val,
-                        self.tokenizer,
-                        device=env.device,
-                        plan=self.plan,
+                with root_gathered(unwrap_model(self.model)):
+                    results.update(
+                        zero_shot_metrics(
+                            self.model,
+                            cfg,
+                            self.preprocess_val,
+                            self.tokenizer,
+                            device=env.device,
+                            plan=self.plan,
+                        )
                     )
-                )
             if self.val_data is not None and should_run(cfg.val_frequency, completed, cfg.epochs):
                 results.update(val_metrics(self.model, self.val_data, device=env.device, plan=self.plan))
-            if results:
+            if results and env.is_master:
                 results["epoch"] = completed
                 logger.info(
                     "eval epoch %d: %s",
@@ -613,13 +744,25 @@ def _duration(seconds: float) -> str:
 
 
 def run_training(cfg: TrainConfig) -> Trainer:
-    """preflight + setup + train: what ``clipctl train`` does. Returns the finished Trainer."""
+    """preflight + setup + train: what ``clipctl train`` does. Returns the finished Trainer.
+
+    Under ``torchrun --max-restarts N`` a restarted job continues from the newest complete checkpoint of its
+    run folder (``--resume latest``). A collective that fails because another rank died or hangs ends this
+    rank with one line (RunFailure), not a traceback."""
+    if elastic_restart_count() > 0 and cfg.resume is None:
+        cfg.resume = "latest"
     preflight(cfg)
     trainer = Trainer(cfg)
     try:
-        trainer.setup()
-    except BaseException:
-        trainer.close()
+        try:
+            trainer.setup()
+        except BaseException:
+            trainer.close()
+            raise
+        trainer.train()
+    except BaseException as err:
+        failure = collective_failure(err, rank=world_from_env()[0], timeout=cfg.dist_timeout)
+        if failure is not None:
+            raise failure from err
         raise
-    trainer.train()
     return trainer

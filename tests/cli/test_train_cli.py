@@ -43,8 +43,16 @@ def no_engine(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("built something before the input was validated")
 
+    real_create_model = clipctl.api.create_model
+
+    def meta_only(*args, **kwargs):
+        # the memory plan builds the model on the meta device: no weights, nothing allocated
+        if str(kwargs.get("device")) != "meta":
+            forbidden()
+        return real_create_model(*args, **kwargs)
+
     monkeypatch.setattr(torch.distributed, "init_process_group", forbidden)
-    monkeypatch.setattr(clipctl.api, "create_model", forbidden)
+    monkeypatch.setattr(clipctl.api, "create_model", meta_only)
     monkeypatch.setattr(trainer.Trainer, "setup", forbidden)
 
 

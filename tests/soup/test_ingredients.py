@@ -40,6 +40,18 @@ def test_hub_layout_folders_read_with_or_without_local_dir(model, tmp_path):
         assert _equal(ingredient.state_dict, state_dict)
 
 
+def test_a_sharded_checkpoint_folder_reads_as_its_whole_weights(model, tmp_path):
+    """A torch.distributed.checkpoint folder in the layout of ``train --fsdp`` (written here in one process;
+    tests/train/test_fsdp_resume.py soups the folders of a real two-rank run)."""
+    import torch.distributed.checkpoint as dcp
+
+    from clipctl.checkpoint import SHARDED_MODEL_KEY
+
+    _, _, state_dict = model
+    dcp.save({SHARDED_MODEL_KEY: dict(state_dict)}, checkpoint_id=str(tmp_path / "epoch_1"), no_dist=True)
+    assert _equal(read_ingredient(tmp_path / "epoch_1").state_dict, state_dict)
+
+
 def test_missing_and_unusable_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(ClipctlError, match="does not exist"):
         read_ingredient(tmp_path / "nope.pt")
@@ -48,7 +60,7 @@ def test_missing_and_unusable_inputs_are_one_line_errors(tmp_path):
         read_ingredient(tmp_path / "plain")
     (tmp_path / "dcp").mkdir()
     (tmp_path / "dcp" / ".metadata").write_bytes(b"")
-    with pytest.raises(ClipctlError, match="sharded"):
+    with pytest.raises(CheckpointError, match="cannot read sharded checkpoint"):
         read_ingredient(tmp_path / "dcp")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):

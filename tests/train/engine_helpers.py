@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import sys
 import tarfile
 from pathlib import Path
@@ -15,6 +16,21 @@ from PIL import Image
 TINY_TRAIN_CFG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+# a ConvNeXt-tower CLIP: timm's smallest ConvNeXt (4 stages) at 32 px, no stochastic depth
+TINY_CONVNEXT_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {
+        "timm_model_name": "convnext_atto",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "timm_drop": 0.0,
+        "timm_drop_path": 0.0,
+        "image_size": 32,
+    },
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 
@@ -34,10 +50,10 @@ COLOURS = {
 }
 
 
-def write_tiny_model(folder: Path, name: str = "tiny-train") -> str:
+def write_tiny_model(folder: Path, name: str = "tiny-train", cfg: dict | None = None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(TINY_TRAIN_CFG))
+    path.write_text(json.dumps(cfg or TINY_TRAIN_CFG))
     return str(path)
 
 
@@ -102,3 +118,28 @@ def subprocess_env() -> dict[str, str]:
 
 
 CLIPCTL = [sys.executable, "-m", "clipctl"]
+LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT")
+
+
+def launch_env(**extra: str) -> dict[str, str]:
+    """:func:`subprocess_env` without the rank variables of a launcher around pytest, plus ``extra``."""
+    env = {k: v for k, v in subprocess_env().items() if k not in LAUNCHER_VARIABLES}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(*options: str) -> list[str]:
+    """``torchrun --nproc_per_node 2`` on 127.0.0.1 and a free port, then ``options``; the script follows."""
+    exe = Path(sys.executable).with_name("torchrun")
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    return [*launcher, "--nproc_per_node", "2", "--master_addr", "127.0.0.1"] + [
+        "--master_port",
+        str(free_port()),
+        *options,
+    ]

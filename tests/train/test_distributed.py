@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.engine_helpers import subprocess_env, write_tiny_model
+from tests.train.engine_helpers import launch_env, torchrun, write_tiny_model
 
 WORKER = str(Path(__file__).with_name("dist_grad_worker.py"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name("torchrun")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
 @pytest.mark.slow
@@ -41,26 +29,19 @@ def test_two_process_local_loss_gradients_equal_one_process_full_batch(tmp_path,
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     model = write_tiny_model(tmp_path)
-    env = subprocess_env()
-    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
+    env = launch_env()
     single = tmp_path / "single.pt"
     one_batch = [extra[0], "1"] if extra else []
     subprocess.run(
         [sys.executable, WORKER, model, str(single), "16", *one_batch], env=env, check=True, timeout=120
     )
     double = tmp_path / "ddp.pt"
-    cmd = [
-        *_torchrun(),
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-    ]
     done = subprocess.run(
-        [*cmd, WORKER, model, str(double), "16", *extra], env=env, capture_output=True, text=True, timeout=180
+        [*torchrun(), WORKER, model, str(double), "16", *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     one = torch.load(single, weights_only=True)
