@@ -49,7 +49,12 @@ def choose_weights(manifest: dict[str, Any], model: str | None, pretrained: str 
                 f"the index holds embeddings made with weights {recorded_weights}; --pretrained {pretrained} "
                 "differs (it is only for weights files that have moved)"
             )
-    return chosen_model, pretrained or recorded_weights
+    weights = pretrained or recorded_weights
+    if not pretrained and _looks_like_path(weights) and not Path(weights).expanduser().exists():
+        raise ClipctlError(
+            f"the index's weights file {weights} is gone; pass --pretrained with where it is now"
+        )
+    return chosen_model, weights
 
 
 class QueryEncoder:

@@ -75,9 +75,11 @@ async def parse_form(request: Request, body: bytes) -> dict[str, Any]:
         )
     except Exception as err:  # noqa: BLE001 - the multipart parser raises several types for a malformed body
         raise RequestError(400, f"malformed form data ({type(err).__name__})") from None
-    async with form:
+    try:
         for key, value in form.multi_items():
             fields[key] = await value.read() if hasattr(value, "read") else value
+    finally:
+        await form.close()
     return fields
 
 

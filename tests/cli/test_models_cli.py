@@ -14,14 +14,23 @@ def run(capsys, *argv):
 def test_list_filters_by_glob(capsys):
     code, out, _ = run(capsys, "models", "list", "--filter", "convnext_large*", "--json")
     assert code == 0
-    assert json.loads(out) == ["convnext_large_d", "convnext_large_d-quickgelu", "convnext_large_d_320", "convnext_large_d_320-quickgelu"]
+    assert json.loads(out) == [
+        "convnext_large_d",
+        "convnext_large_d-quickgelu",
+        "convnext_large_d_320",
+        "convnext_large_d_320-quickgelu",
+    ]
 
 
 def test_list_pretrained_shows_tags_and_hub_repos(capsys):
     code, out, _ = run(capsys, "models", "list", "--pretrained", "--filter", "ViT-H-14", "--json")
     rows = json.loads(out)
     assert code == 0
-    assert {"model": "ViT-H-14", "pretrained": "laion2b_s32b_b79k", "hf_hub_id": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"} in rows
+    assert {
+        "model": "ViT-H-14",
+        "pretrained": "laion2b_s32b_b79k",
+        "hf_hub_id": "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    } in rows
 
 
 def test_show_counts_parameters_like_openclip(capsys):
@@ -57,5 +66,7 @@ def test_python_m_clipctl_help_runs():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "clipctl", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "clipctl", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "models" in result.stdout

@@ -70,7 +70,9 @@ def _recipe_extra(name: str, shards: str, tmp_path: Path) -> list[str]:
     if name == "coca_vit_l_14_mscoco_ft":
         csv = tmp_path / "coco.tsv"
         (tmp_path / "a.png").write_bytes(b"")
-        csv.write_text("filepath\ttitle\n" + "".join(f"{tmp_path / 'a.png'}\ta caption\n" for _ in range(200)))
+        csv.write_text(
+            "filepath\ttitle\n" + "".join(f"{tmp_path / 'a.png'}\ta caption\n" for _ in range(200))
+        )
         extra = ["--train-data", str(csv), *extra[2:]]
     if name == "convnext_large_d_320_laion2b_ft":
         weights = tmp_path / "epoch_195.pt"
@@ -130,7 +132,17 @@ def test_model_card_commands_pass_dry_run_unchanged(card, shards, tmp_path, caps
 
 
 def test_flags_override_recipe_and_set_overrides_flags(shards, tmp_path, capsys, no_engine):
-    args = ["train", "--recipe", "tiny_cpu", "--train-data", shards, "--batch-size", "8", "--set", "batch_size=4"]
+    args = [
+        "train",
+        "--recipe",
+        "tiny_cpu",
+        "--train-data",
+        shards,
+        "--batch-size",
+        "8",
+        "--set",
+        "batch_size=4",
+    ]
     args += ["--set", "lr=2e-3", "--logs", str(tmp_path), "--dry-run"]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
@@ -183,7 +195,10 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
         "horovod": (["--train-data", shards, "--horovod", *ok], "torchrun"),
         "unknown precision": (["--train-data", shards, "--precision", "fp8", *ok], "precision"),
         "missing resume file": (["--train-data", shards, "--resume", str(tmp_path / "x.pt"), *ok], "resume"),
-        "bnb without bitsandbytes": (["--train-data", shards, "--use-bnb-linear", "SwitchBackLinear", *ok], "bitsandbytes"),
+        "bnb without bitsandbytes": (
+            ["--train-data", shards, "--use-bnb-linear", "SwitchBackLinear", *ok],
+            "bitsandbytes",
+        ),
         "unknown model": (["--train-data", shards, "--model", "ViT-B-33", *ok], "ViT-B-33"),
         "half a teacher": (["--train-data", shards, "--distill-model", "ViT-B-32", *ok], "distill"),
         "synthetic without size": (["--dataset-type", "synthetic", *ok], "train-num-samples"),
@@ -193,10 +208,23 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
 
 
 BAD_CASES = [
-    "missing shards", "spec expanding to nothing", "csv without the columns", "batch larger than data",
-    "unknown recipe key", "unknown recipe", "unknown --set key", "run name exists", "horovod",
-    "unknown precision", "missing resume file", "bnb without bitsandbytes", "unknown model", "half a teacher",
-    "synthetic without size", "csv with another separator", "shards without sizes.json",
+    "missing shards",
+    "spec expanding to nothing",
+    "csv without the columns",
+    "batch larger than data",
+    "unknown recipe key",
+    "unknown recipe",
+    "unknown --set key",
+    "run name exists",
+    "horovod",
+    "unknown precision",
+    "missing resume file",
+    "bnb without bitsandbytes",
+    "unknown model",
+    "half a teacher",
+    "synthetic without size",
+    "csv with another separator",
+    "shards without sizes.json",
 ]
 
 
@@ -221,7 +249,9 @@ def test_resume_needs_a_run_folder(tmp_path, capsys):
 
 def test_tiny_json_model_dry_run_prints_full_config(tmp_path, shards, capsys, no_engine):
     model = write_tiny_model(tmp_path)
-    code, out, err = run_cli(["train", "--model", model, "--train-data", shards, "--dry-run", "--workers", "1"], capsys)
+    code, out, err = run_cli(
+        ["train", "--model", model, "--train-data", shards, "--dry-run", "--workers", "1"], capsys
+    )
     assert code == 0, err
     resolved = yaml.safe_load(out)
     assert set(resolved) >= {"train_data", "model", "lr", "precision", "save_every_n_steps", "name"}

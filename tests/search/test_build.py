@@ -10,8 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipctl.errors import ClipctlError
-from clipctl.search import IndexOptions, SearchIndex, append_index, build_index
-from clipctl.search import layout
+from clipctl.search import IndexOptions, SearchIndex, append_index, build_index, layout
 from clipctl.search.tuning import recall_at_k
 from tests.search.search_data import exact_top_k, random_parquet
 
@@ -42,7 +41,11 @@ def test_approximate_index_meets_its_recall_target_on_new_queries(tmp_path):
     vectors = _vectors(8000, 64)
     src = random_parquet(tmp_path / "emb.parquet", vectors)
     summary = build_index(src, tmp_path / "idx", IndexOptions(exact_below=0, target_recall=0.95))
-    assert summary.kind == "approximate" and summary.factory.startswith("IVF") and summary.factory.endswith("SQ8")
+    assert (
+        summary.kind == "approximate"
+        and summary.factory.startswith("IVF")
+        and summary.factory.endswith("SQ8")
+    )
     assert summary.expected_recall >= 0.95 and summary.recall_sample == 500
 
     index = SearchIndex(tmp_path / "idx")
@@ -60,7 +63,9 @@ def test_approximate_index_meets_its_recall_target_on_new_queries(tmp_path):
 
 def test_index_folder_is_memory_mapped(tmp_path):
     vectors = _vectors(2000, 16)
-    build_index(random_parquet(tmp_path / "emb.parquet", vectors), tmp_path / "idx", IndexOptions(exact_below=0))
+    build_index(
+        random_parquet(tmp_path / "emb.parquet", vectors), tmp_path / "idx", IndexOptions(exact_below=0)
+    )
     index = SearchIndex(tmp_path / "idx")
     assert isinstance(index.vectors, np.memmap) and index.vectors.mode == "r"
     manifest = json.loads((tmp_path / "idx" / layout.MANIFEST).read_text())
@@ -152,5 +157,9 @@ def test_refusals_are_one_line_and_leave_the_index_alone(tmp_path):
 
 def test_overwrite_replaces_the_index_whole(tmp_path):
     build_index(random_parquet(tmp_path / "a.parquet", _vectors(40, 8)), tmp_path / "idx")
-    build_index(random_parquet(tmp_path / "b.parquet", _vectors(30, 8)), tmp_path / "idx", IndexOptions(overwrite=True))
+    build_index(
+        random_parquet(tmp_path / "b.parquet", _vectors(30, 8)),
+        tmp_path / "idx",
+        IndexOptions(overwrite=True),
+    )
     assert SearchIndex(tmp_path / "idx").count == 30
