@@ -138,7 +138,7 @@ def main() -> None:
     import open_clip
     import torch
 
-    from clipctl.embed import embed_images
+    from clipctl.embed import EmbedOptions, embed_images
 
     cores = len(os.sched_getaffinity(0))
     cache = Path(args.cache_dir)
@@ -208,10 +208,14 @@ def main() -> None:
         for stale in (out, out.with_name(out.name + ".errors.csv")):
             stale.unlink(missing_ok=True)
         cpu = cpu_seconds()
-        summary = embed_images(
-            listing, out, model=args.model, pretrained=str(weights), batch_size=args.batch_size,
-            workers=args.workers, **kwargs,
-        )  # fmt: skip
+        options = EmbedOptions(
+            model=args.model,
+            pretrained=str(weights),
+            batch_size=args.batch_size,
+            workers=args.workers,
+            **kwargs,
+        )
+        summary = embed_images(listing, out, options)
         cpu = (cpu_seconds() - cpu) * 1000 / summary.embedded
         got = load_clipctl_rows(out, paths)
         cosine = (

@@ -88,9 +88,10 @@ def run_clipctl(args: argparse.Namespace, cfg_path: str, batches: list, device) 
 
     from clipctl.api import create_model
     from clipctl.config.run import resolve_run_config
-    from clipctl.models.losses import create_loss
+    from clipctl.runtime import plan_precision
+    from clipctl.train.losses import build_loss
     from clipctl.train.optim import build_optimizer, build_schedule
-    from clipctl.train.step import plan_precision, train_step
+    from clipctl.train.step import train_step
 
     run_cfg = resolve_run_config(
         None,
@@ -107,9 +108,9 @@ def run_clipctl(args: argparse.Namespace, cfg_path: str, batches: list, device) 
         [],
     )
     torch.manual_seed(0)
-    plan = plan_precision(args.precision, device)
+    plan = plan_precision(args.precision, device, training=True)
     model = create_model(cfg_path, precision=plan.model_precision, device=device, output_dict=True)
-    loss_fn = create_loss(run_cfg, model)
+    loss_fn = build_loss(run_cfg, model)
     optimizer = build_optimizer(run_cfg, model)
     schedule = build_schedule(run_cfg, len(batches))
     scaler = torch.amp.GradScaler(device.type) if plan.use_grad_scaler else None

@@ -21,8 +21,6 @@ from clipctl.errors import ClipctlError
 
 logger = logging.getLogger("clipctl")
 
-PRECISIONS = ("fp32", "fp16", "bf16", "pure_fp16", "pure_bf16", "amp", "amp_bf16", "amp_bfloat16")
-
 
 def _weights_path(resolved: ResolvedModel, cache_dir: str | None):
     source = resolved.weights
@@ -70,10 +68,9 @@ def create_model(
 ) -> nn.Module:
     """Build a model by name and load its weights strictly. See the README for the accepted names."""
     from clipctl.models import build_model_from_config
-    from clipctl.models.precision import get_cast_dtype
+    from clipctl.runtime import check_precision, get_cast_dtype
 
-    if precision not in PRECISIONS:
-        raise ClipctlError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if jit:
         raise ClipctlError("jit=True (TorchScript) is not supported; use torch.compile(model) instead")
     if isinstance(force_image_size, (list, tuple)) and len(force_image_size) == 1:

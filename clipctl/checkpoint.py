@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipctl import fileio
 from clipctl.errors import CheckpointError
 
 # Keys OpenAI's TorchScript models keep as attributes, not weights.
@@ -240,25 +240,11 @@ def load_checkpoint(
 # --- writing -------------------------------------------------------------------------------------------------
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-
-
 def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves a half file."""
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with fileio.atomic_open(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def save_safetensors_atomic(
@@ -267,14 +253,5 @@ def save_safetensors_atomic(
     """Write tensors as safetensors atomically; shared storage (tied weights) is cloned apart first."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return fileio.write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from clipctl.cli.console import out
+from clipctl.fileio import write_text_atomic
 
 PROG_NAME = "clipctl"
 COMPLETE_VAR = "_CLIPCTL_COMPLETE"
@@ -54,9 +55,7 @@ def write_completion_scripts(app: typer.Typer, folder: Path, shells: tuple[str, 
     written = []
     for shell in shells:
         path = folder / script_file_name(shell)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(completion_script(app, shell), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, completion_script(app, shell))
         written.append(path)
     return written
 

@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 
 from clipctl.cli.console import err, out
-
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"  # used only when neither --model nor --pretrained is given
+from clipctl.embed.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 
 def register(app: typer.Typer) -> None:
@@ -70,36 +68,30 @@ def register(app: typer.Typer) -> None:
 
         if (src is None) == (text is None):
             raise ClipctlError("give either SRC (images) or --text FILE (captions), not both or neither")
-        if model is None:
-            model = DEFAULT_MODEL
-            if pretrained is None:
-                pretrained = DEFAULT_PRETRAINED
-        if pretrained is not None and pretrained.lower() == "none":
-            pretrained = None
-        if pretrained is None:
-            err.print(
-                f"[yellow]note:[/] no --pretrained: {model} embeds with randomly initialised weights",
-                soft_wrap=True,
-            )
+        from clipctl.embed import EmbedOptions, embed_images, embed_texts
 
-        from clipctl.embed import embed_images, embed_texts
-
-        common = dict(
+        options = EmbedOptions(
             model=model,
             pretrained=pretrained,
             batch_size=batch_size,
+            workers=workers,
             device=device,
             precision=precision,
             normalize=not no_normalize,
+            fast_decode=fast_decode,
             format=fmt,
             progress=not quiet,
         )
+        model_name, weights = options.weights()
+        if weights is None:
+            err.print(
+                f"[yellow]note:[/] no --pretrained: {model_name} embeds with randomly initialised weights",
+                soft_wrap=True,
+            )
         if text is not None:
-            if fast_decode:
-                raise ClipctlError("--fast-decode applies to images, not --text")
-            summary = embed_texts(text, out_path, **common)
+            summary = embed_texts(text, out_path, options)
         else:
-            summary = embed_images(src, out_path, workers=workers, fast_decode=fast_decode, **common)
+            summary = embed_images(src, out_path, options)
 
         from rich.markup import escape
 

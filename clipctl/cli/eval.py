@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         """Image->text and text->image recall@1/5/10, ranked in chunks (memory does not grow as N²)."""
         from clipctl.cli.zeroshot import print_written
         from clipctl.eval.results import write_results
-        from clipctl.eval.retrieval_job import retrieval_document
+        from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
         if csv_separator is not None:
             # a shell hands "\t" over as two characters
@@ -89,21 +89,23 @@ def register(app: typer.Typer) -> None:
                 csv_separator.encode().decode("unicode_escape") if "\\" in csv_separator else csv_separator
             )
         doc = retrieval_document(
-            model,
-            pretrained,
-            data,
-            out_path,
-            csv_img_key=csv_img_key,
-            csv_caption_key=csv_caption_key,
-            csv_separator=csv_separator,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            precision=precision,
-            format=fmt,
-            split=split,
-            overwrite=overwrite,
-            progress=not quiet,
+            RetrievalOptions(
+                model,
+                pretrained,
+                data,
+                out_path,
+                format=fmt,
+                overwrite=overwrite,
+                csv_img_key=csv_img_key,
+                csv_caption_key=csv_caption_key,
+                csv_separator=csv_separator,
+                split=split,
+                batch_size=batch_size,
+                workers=workers,
+                device=device,
+                precision=precision,
+                progress=not quiet,
+            )
         )
         if doc["num_unreadable"]:
             from rich.markup import escape

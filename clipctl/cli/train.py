@@ -9,11 +9,11 @@ with argparse because typer cannot take ``nargs='+'`` options such as ``--aug-cf
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import typer
 
+from clipctl.cli.console import err, out
 from clipctl.errors import ClipctlError
 
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -101,22 +101,14 @@ def _print_config(cfg: Any) -> None:
 
 
 def _execute(cfg: Any, dry_run: bool) -> None:
-    from clipctl.train.trainer import Trainer, preflight
+    from clipctl.train.trainer import preflight, run_training
 
-    preflight(cfg)
     if dry_run:
+        preflight(cfg)
         _print_config(cfg)
         return
-    trainer = Trainer(cfg)
-    try:
-        trainer.setup()
-    except BaseException:
-        trainer.close()
-        raise
-    trainer.train()
+    trainer = run_training(cfg)
     if trainer.env is not None and trainer.env.is_master:
-        from clipctl.cli.console import err
-
         where = f" in {trainer.run_dir}" if trainer.run_dir is not None else ""
         err.print(f"[green]done[/green]: {cfg.epochs} epoch(s){where}")
 
@@ -132,22 +124,10 @@ def train_command(argv: list[str], command: str = "train") -> None:
 
 
 def resume_command(argv: list[str]) -> None:
-    from clipctl.config.run import load_run_config_file, resolve_run_config
-    from clipctl.train.checkpointing import find_latest_checkpoint
+    from clipctl.train.resume import resume_config
 
     ours, explicit = parse_train_args("resume", argv)
-    run_dir = Path(ours["run_dir"])
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ClipctlError(f"{run_dir} is not a run folder (no config.yaml in it)")
-    base = load_run_config_file(str(config_path))
-    explicit.setdefault("logs", str(run_dir.resolve().parent))
-    explicit.setdefault("name", run_dir.resolve().name)
-    if "resume" not in explicit:
-        if find_latest_checkpoint(run_dir) is None:
-            raise ClipctlError(f"{run_dir}/checkpoints holds no complete checkpoint to resume from")
-        explicit["resume"] = "latest"
-    cfg = resolve_run_config(None, explicit, ours.get("set") or [], base=base)
+    cfg = resume_config(ours["run_dir"], explicit, ours.get("set") or [])
     _execute(cfg, bool(ours.get("dry_run")))
 
 
@@ -176,7 +156,6 @@ def register(app: typer.Typer) -> None:
         """List recipe names with their one-line description."""
         from rich.table import Table
 
-        from clipctl.cli.console import out
         from clipctl.config.recipes import list_recipes, load_recipe
 
         table = Table("recipe", "model", "description")

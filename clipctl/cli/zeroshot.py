@@ -122,25 +122,27 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero-shot classification accuracy: top-1, top-5 and mean per-class recall."""
         from clipctl.eval.results import write_results
-        from clipctl.eval.zeroshot_job import zeroshot_documents
+        from clipctl.eval.zeroshot_job import ZeroShotOptions, zeroshot_documents
 
         docs = zeroshot_documents(
-            model,
-            pretrained,
-            data=data,
-            classnames=classnames,
-            templates=templates,
-            out=out_path,
-            imagenet_val=imagenet_val,
-            imagenet_v2=imagenet_v2,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            precision=precision,
-            format=fmt,
-            split=split,
-            overwrite=overwrite,
-            progress=not quiet,
+            ZeroShotOptions(
+                model,
+                pretrained,
+                data=data,
+                classnames=classnames,
+                templates=templates,
+                imagenet_val=imagenet_val,
+                imagenet_v2=imagenet_v2,
+                split=split,
+                out=out_path,
+                format=fmt,
+                overwrite=overwrite,
+                batch_size=batch_size,
+                workers=workers,
+                device=device,
+                precision=precision,
+                progress=not quiet,
+            )
         )
         print_notes(docs)
         print_classification_table(docs)

@@ -20,8 +20,8 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from clipctl.errors import ClipctlError, UnknownNameError
+from clipctl.runtime.precision import PRECISIONS
 
-PRECISIONS = ("amp", "amp_bf16", "amp_bfloat16", "bf16", "fp16", "fp32", "pure_bf16", "pure_fp16")
 LR_SCHEDULERS = ("cosine", "const", "const-cooldown")
 DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic")
 REPORT_TO = ("", "tensorboard", "wandb", "all")

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clipctl.data.shardlist import SIZES_FILE
-from clipctl.fileio import write_bytes_atomic
+from clipctl.fileio import commit, write_bytes_atomic
 
 SHARD_ID_DIGITS = 5  # img2dataset's default oom_shard_count
 # Fixed tar metadata so that the same input gives byte-identical shards (webdataset's TarWriter defaults,
@@ -113,6 +113,7 @@ def _temp_path(final: Path) -> Path:
 
 
 def write_json_atomic(path: Path, obj: Any, indent: int = 4) -> None:
+    """img2dataset's JSON layout (indent 4, no trailing newline)."""
     write_bytes_atomic(path, json.dumps(obj, indent=indent).encode("utf-8"))
 
 
@@ -220,8 +221,8 @@ class ShardWriter:
         parquet_path = self.out_dir / f"{self.name}.parquet"
         tmp_parquet = _temp_path(parquet_path)
         pq.write_table(table, tmp_parquet)
-        os.replace(self._tmp_tar, self._tar_path)
-        os.replace(tmp_parquet, parquet_path)
+        commit(self._tmp_tar, self._tar_path)
+        commit(tmp_parquet, parquet_path)
         write_json_atomic(self.out_dir / f"{self.name}_stats.json", self.stats.to_json())
         self._closed = True
         return self.stats

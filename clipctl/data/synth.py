@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from clipctl import fileio
 from clipctl.data.outdir import check_free_space, prepare_output_dir
 from clipctl.data.shards import Sample, ShardWriter, shard_name, write_json_atomic, write_sizes
 from clipctl.data.synth_shapes import COLOURS, SHAPES, caption_for, class_name, draw_scene
@@ -128,9 +129,7 @@ def _write_heldout_class(out_dir: str, label: int, count: int, seed: int, image_
         rng = np.random.default_rng([seed, _SPLIT_HELDOUT, label, i])
         image, _ = draw_scene(rng, image_size, colour, shape)
         path = target / f"{i:04d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        fileio.write_with(path, lambda tmp, image=image: image.save(tmp, format="PNG"))
 
 
 def _estimate_bytes(num_train: int, num_heldout: int, image_size: int) -> int:
@@ -250,8 +249,8 @@ def synthesize_dataset(
     sizes = {f"{shard_name(job[1])}.tar": len(job[3]) for job in shard_jobs}
     write_sizes(out, sizes)
     classnames = [class_name(colour, shape) for _, colour, shape in classes]
-    write_text_atomic(out / CLASSNAMES_FILE, "".join(f"{name}\n" for name in classnames))
-    write_text_atomic(out / TEMPLATES_FILE, "".join(f"{t}\n" for t in TEMPLATES))
+    fileio.write_text_atomic(out / CLASSNAMES_FILE, "".join(f"{name}\n" for name in classnames))
+    fileio.write_text_atomic(out / TEMPLATES_FILE, "".join(f"{t}\n" for t in TEMPLATES))
     class_counts = dict(sorted(class_counts.items()))
     # Paths stay out of the manifest, so the same seed gives the same bytes in any folder.
     manifest = {"parameters": params, "num_shards": len(shard_jobs), "class_counts": class_counts}
@@ -279,9 +278,3 @@ def _summary(
         reused=reused,
         class_counts=class_counts,
     )
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

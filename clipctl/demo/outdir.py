@@ -8,7 +8,6 @@ then reuses the generated data and replaces the rest. A folder holding a differe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from clipctl.data.outdir import check_free_space
 from clipctl.demo.settings import MANIFEST, OWN_ENTRIES
 from clipctl.errors import ClipctlError
+from clipctl.fileio import write_json_atomic
 
 
 def is_own_entry(name: str) -> bool:
@@ -34,9 +34,7 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / MANIFEST)
+    write_json_atomic(out / MANIFEST, manifest)
 
 
 def _remove(path: Path) -> None:

@@ -208,20 +208,17 @@ def _zero_shot(model: str, checkpoint: Path, data_summary: Any, results_json: Pa
 
     The one call into the toolkit's zero-shot job: the demo only chooses the inputs and where the JSON goes.
     """
-    try:
-        from clipctl.eval.zeroshot_job import run_zeroshot
-    except ImportError as err:
-        raise RunFailure(
-            f"this clipctl has no zero-shot job to run the demo's evaluation with ({err})"
-        ) from err
+    from clipctl.eval.zeroshot_job import ZeroShotOptions, run_zeroshot
 
     return run_zeroshot(
-        model=model,
-        pretrained=str(checkpoint),
-        data=data_summary.heldout_dir,
-        classnames=data_summary.classnames_file,
-        templates=data_summary.templates_file,
-        out=str(results_json),
+        ZeroShotOptions(
+            model,
+            str(checkpoint),
+            data=data_summary.heldout_dir,
+            classnames=data_summary.classnames_file,
+            templates=data_summary.templates_file,
+            out=str(results_json),
+        )
     )
 
 
@@ -247,9 +244,9 @@ def _top_k(results: dict[str, Any], k: int) -> float:
 
 
 def _embed(model: str, checkpoint: Path, heldout_dir: str, parquet: Path) -> int:
-    from clipctl.embed.job import embed_images
+    from clipctl.embed.job import EmbedOptions, embed_images
 
-    summary = embed_images(heldout_dir, parquet, model=model, pretrained=str(checkpoint), batch_size=64)
+    summary = embed_images(heldout_dir, parquet, EmbedOptions(model, str(checkpoint), batch_size=64))
     return summary.total_rows
 
 
@@ -406,7 +403,7 @@ def run_demo(
 
 
 def _processes() -> int:
-    from clipctl.embed.job import available_cores
+    from clipctl.runtime import available_cores
 
     return max(1, min(available_cores(), 4))
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from clipctl.fileio import write_with
+
 _BACKGROUND = (255, 255, 255)
 _INK = (40, 40, 40)
 _GRID = (225, 225, 225)
@@ -35,11 +37,7 @@ def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> int:
 
 
 def _save_png_atomic(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return write_with(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:

@@ -1,6 +1,24 @@
-"""`clipctl embed`: image folders, list files, shards or captions to embedding files (Parquet or clip-retrieval's
-layout), resumable and streaming."""
+"""Embedding jobs: images or captions to Parquet (or clip-retrieval's layout), resumable.
 
-from clipctl.embed.job import EmbedSummary, embed_images, embed_texts
+Names load on first use, so that the CLI can read :mod:`clipctl.embed.defaults` without importing torch.
+"""
 
-__all__ = ["EmbedSummary", "embed_images", "embed_texts"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EmbedOptions": "clipctl.embed.job",
+    "EmbedSummary": "clipctl.embed.job",
+    "embed_images": "clipctl.embed.job",
+    "embed_texts": "clipctl.embed.job",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'clipctl.embed' has no attribute {name!r}")

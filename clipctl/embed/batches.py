@@ -25,7 +25,12 @@ class Encoder:
     """Model + precision + normalisation: pixels in, float32 embeddings out."""
 
     def __init__(
-        self, model: torch.nn.Module, *, input_dtype: torch.dtype, device: torch.device, normalize: bool
+        self,
+        model: torch.nn.Module,
+        *,
+        input_dtype: torch.dtype | None,
+        device: torch.device,
+        normalize: bool,
     ):
         self.model = model
         self.input_dtype = input_dtype

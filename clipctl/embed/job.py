@@ -15,26 +15,37 @@ leaves every other embedding bit-for-bit what the plain OpenCLIP loop computes.
 from __future__ import annotations
 
 import csv
+import io
 import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from clipctl import fileio
 from clipctl.embed.batches import Encoder, FileBatches, ShardBatches
+from clipctl.embed.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from clipctl.embed.sources import ImageItem, open_image_source, read_caption_lines
 from clipctl.embed.writer import ClipRetrievalStore, EmbeddingStore, ParquetStore
 from clipctl.errors import ClipctlError, RunFailure
+from clipctl.runtime import (
+    PrecisionPlan,
+    available_cores,
+    check_workers,
+    parse_device,
+    plan_precision,
+    progress_bar,
+    set_worker_threads,
+)
 
+# the weights cast (OpenCLIP's mixed modes): autocast is slower than float32 on a CPU, a cast model is not
 PRECISIONS = ("fp32", "bf16", "fp16")
 FORMATS = ("parquet", "clip-retrieval")
-_INPUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -58,13 +69,6 @@ class EmbedSummary:
         return self.embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def errors_path_for(out: str | os.PathLike) -> Path:
     """``OUT.errors.csv`` beside the output (a file or, for clip-retrieval's layout, a folder)."""
     out = Path(out)
@@ -74,42 +78,33 @@ def errors_path_for(out: str | os.PathLike) -> Path:
 # -- model --------------------------------------------------------------------------------------------------
 
 
-def _check_choices(precision: str, fmt: str, batch_size: int) -> None:
-    if precision not in PRECISIONS:
-        raise ClipctlError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+def _check_choices(fmt: str, batch_size: int) -> None:
     if fmt not in FORMATS:
         raise ClipctlError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if batch_size < 1:
         raise ClipctlError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def _parse_device(device: str | torch.device, precision: str) -> torch.device:
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ClipctlError(f"unknown device {device!r}; e.g. cpu, cuda, cuda:1, mps") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ClipctlError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ClipctlError(f"device {device!r} requested but MPS is not available here; use --device cpu")
-    if parsed.type == "cpu" and precision == "fp16":
-        raise ClipctlError("--precision fp16 is slow and poorly supported on a CPU; use --precision bf16")
-    return parsed
+def _plan(device: str | torch.device, precision: str) -> tuple[torch.device, PrecisionPlan]:
+    torch_device = parse_device(device)
+    return torch_device, plan_precision(precision, torch_device, choices=PRECISIONS)
 
 
 def load_encoder(
-    model: str, pretrained: str | None, precision: str, device: torch.device, normalize: bool
+    model: str, pretrained: str | None, plan: PrecisionPlan, device: torch.device, normalize: bool
 ) -> tuple[Encoder, Any, dict[str, str]]:
     """The encoder, the evaluation transform and the settings recorded with the embeddings."""
     from clipctl.api import create_model_and_transforms
 
-    net, _, preprocess = create_model_and_transforms(model, pretrained, precision=precision, device=device)
+    net, _, preprocess = create_model_and_transforms(
+        model, pretrained, precision=plan.model_precision, device=device
+    )
     net.eval()
-    encoder = Encoder(net, input_dtype=_INPUT_DTYPES[precision], device=device, normalize=normalize)
+    encoder = Encoder(net, input_dtype=plan.input_dtype, device=device, normalize=normalize)
     settings = {
         "model": str(getattr(net, "clipctl_model_name", model)),
         "pretrained": str(getattr(net, "clipctl_pretrained", pretrained) or ""),
-        "precision": precision,
+        "precision": plan.precision,
         "normalize": "true" if normalize else "false",
     }
     return encoder, preprocess, settings
@@ -153,68 +148,26 @@ def _write_errors(path: Path, errors: list[tuple[str, str]]) -> str | None:
         if path.exists():
             path.unlink()  # a stale list from an earlier run would name files that are fine now
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "reason"])
-        writer.writerows(errors)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "reason"])
+    writer.writerows(errors)
+    fileio.write_text_atomic(path, text.getvalue())
     return str(path)
-
-
-@contextmanager
-def _progress_bar(enabled: bool, total: int | None, unit: str) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    class RateColumn(TextColumn):
-        def render(self, task):  # noqa: ANN001, ANN201 - rich's signature
-            speed = task.finished_speed or task.speed
-            return super().render(task) if speed is None else f"{speed:,.1f} {unit}/s"
-
-    columns = [
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(""),
-        TimeElapsedColumn(),
-    ]
-    if total is not None:
-        columns.append(TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task("embed", total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 def _resolve_workers(
     workers: int | None, device: torch.device, encode_in_workers: bool | None
 ) -> tuple[int, bool]:
-    cores = available_cores()
+    check_workers(workers)
     if workers is None:
-        workers = min(cores, 8)
-    if workers < 0:
-        raise ClipctlError(f"--workers must be 0 or more, got {workers}")
+        workers = min(available_cores(), 8)
     fork_ok = sys.platform.startswith("linux")
     if encode_in_workers is None:
         encode_in_workers = device.type == "cpu" and fork_ok
     if device.type != "cpu" or not fork_ok:
         encode_in_workers = False  # a model on an accelerator stays in the process that owns it
     return workers, encode_in_workers and workers > 0
-
-
-def _worker_threads(threads: int) -> Callable[[int], None]:
-    return lambda _worker_id: torch.set_num_threads(threads)
 
 
 def _loader(
@@ -227,7 +180,7 @@ def _loader(
         threads = max(1, available_cores() // workers) if encode_in_workers else 1
         kwargs.update(
             prefetch_factor=2,
-            worker_init_fn=_worker_threads(threads),
+            worker_init_fn=set_worker_threads(threads),
             # fork shares the model's weights with the workers instead of pickling a copy to each.
             multiprocessing_context=multiprocessing.get_context("fork") if encode_in_workers else None,
             pin_memory=device.type == "cuda",
@@ -238,79 +191,135 @@ def _loader(
 # -- jobs ---------------------------------------------------------------------------------------------------
 
 
-def embed_images(
-    src: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    model: str = "ViT-B-32",
-    pretrained: str | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    normalize: bool = True,
-    fast_decode: bool = False,
-    format: str = "parquet",  # noqa: A002 - the CLI flag's name
-    progress: bool = False,
-    chunk_rows: int = 4096,
-    chunk_seconds: float = 60.0,
-    encode_in_workers: bool | None = None,
-    after_batch: Callable[[int], None] | None = None,
-) -> EmbedSummary:
-    """Embed every image of ``src`` into ``out``; images already in ``out`` are skipped (resume).
+@dataclass
+class EmbedOptions:
+    """How to embed. ``model`` None means ViT-B-32 with its laion2b weights (unless ``pretrained`` is given);
+    ``pretrained`` None or 'none' means random weights. ``workers`` None: cores, at most 8;
+    ``encode_in_workers`` None: on a CPU under Linux, each worker encodes whole batches (see the module doc).
+    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run)."""
 
-    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run).
-    """
-    _check_choices(precision, format, batch_size)
-    torch_device = _parse_device(device, precision)
+    model: str | None = None
+    pretrained: str | None = None
+    batch_size: int = 32
+    workers: int | None = None
+    device: str | torch.device = "cpu"
+    precision: str = "fp32"
+    normalize: bool = True
+    fast_decode: bool = False
+    format: str = "parquet"
+    progress: bool = False
+    chunk_rows: int = 4096
+    chunk_seconds: float = 60.0
+    encode_in_workers: bool | None = None
+    after_batch: Callable[[int], None] | None = None
+
+    def weights(self) -> tuple[str, str | None]:
+        """(model, pretrained) with the defaults applied."""
+        pretrained = None if self.pretrained is None or self.pretrained.lower() == "none" else self.pretrained
+        if self.model is None:
+            return DEFAULT_MODEL, DEFAULT_PRETRAINED if self.pretrained is None else pretrained
+        return self.model, pretrained
+
+
+@dataclass
+class _Run:
+    """What both jobs set up before the first batch."""
+
+    encoder: Encoder
+    preprocess: Any
+    settings: dict[str, str]
+    device: torch.device
+    started: float
+
+
+def _start(options: EmbedOptions, modality: str, source: str, fast_decode: bool) -> _Run:
+    _check_choices(options.format, options.batch_size)
+    torch_device, plan = _plan(options.device, options.precision)
+    started = time.perf_counter()
+    model, pretrained = options.weights()
+    encoder, preprocess, settings = load_encoder(model, pretrained, plan, torch_device, options.normalize)
+    settings.update(modality=modality, fast_decode="true" if fast_decode else "false", source=source)
+    return _Run(encoder, preprocess, settings, torch_device, started)
+
+
+def _summary(
+    run: _Run, out: Path, modality: str, counts: dict[str, Any], loop_started: float
+) -> EmbedSummary:
+    finished = time.perf_counter()
+    return EmbedSummary(
+        out=str(out),
+        modality=modality,
+        seconds=finished - run.started,
+        embed_seconds=finished - loop_started,
+        **counts,
+    )
+
+
+def _pending_images(source: Any, done: set, options: EmbedOptions, run: _Run, batch_encoder: Any) -> tuple:
+    """(dataset of the images not yet in the output, how many there are or None, how many were skipped)."""
+    draft = _draft_size(run.encoder) if options.fast_decode else None
+    if source.kind == "shards":
+        dataset: Any = ShardBatches(
+            source.shards, options.batch_size, run.preprocess, draft, batch_encoder, skip=done
+        )
+        total = source.count_hint()
+        return dataset, None if total is None else max(total - len(done), 0), len(done)
+    # clip-retrieval's metadata names the file as it was read; Parquet stores the key (relative path).
+    by_location = options.format == "clip-retrieval"
+    pending = [item for item in source.items if (item.location if by_location else item.key) not in done]
+    if by_location:
+        pending = [ImageItem(item.location, item.location) for item in pending]
+    dataset = FileBatches(pending, options.batch_size, run.preprocess, draft, batch_encoder)
+    return dataset, len(pending), len(source.items) - len(pending)
+
+
+def _write_batches(
+    loader: Any,
+    run: _Run,
+    store: EmbeddingStore,
+    options: EmbedOptions,
+    advance: Callable[[int], None],
+    errors: list[tuple[str, str]],
+) -> tuple[int, int | None]:
+    """Encode (unless the workers did) and store each batch; returns (rows written, dim). Unreadable inputs
+    are appended to ``errors`` as they come, so that they are kept when the run is interrupted."""
+    embedded, dim = 0, None
+    for n_batches, batch in enumerate(loader, start=1):
+        errors.extend(batch["errors"])
+        embeddings = run.encoder.images(batch["pixels"]) if "pixels" in batch else batch.get("embeddings")
+        if batch["keys"]:
+            store.add(batch["keys"], embeddings.numpy(), {})
+            embedded += len(batch["keys"])
+            dim = int(embeddings.shape[1])
+        advance(len(batch["keys"]) + len(batch["errors"]))
+        if options.after_batch is not None:
+            options.after_batch(n_batches)
+    return embedded, dim
+
+
+def embed_images(
+    src: str | os.PathLike, out: str | os.PathLike, options: EmbedOptions | None = None
+) -> EmbedSummary:
+    """Embed every image of ``src`` into ``out``; images already in ``out`` are skipped (resume)."""
+    options = options or EmbedOptions()
     source = open_image_source(src)
     out_path = Path(out)
-    started = time.perf_counter()
-    encoder, preprocess, settings = load_encoder(model, pretrained, precision, torch_device, normalize)
-    settings.update(modality="image", fast_decode="true" if fast_decode else "false", source=source.root)
-    key_column = "image_path" if format == "clip-retrieval" else source.key_column
-    store = _open_store(out_path, format, settings, key_column, chunk_rows, chunk_seconds)
-    done = store.done_keys()
-
-    workers, in_workers = _resolve_workers(workers, torch_device, encode_in_workers)
-    draft = _draft_size(encoder) if fast_decode else None
-    batch_encoder = encoder if (in_workers or workers == 0) else None
-    total = source.count_hint()
-    if source.kind == "shards":
-        dataset: Any = ShardBatches(source.shards, batch_size, preprocess, draft, batch_encoder, skip=done)
-        pending_count = None if total is None else max(total - len(done), 0)
-        skipped = len(done)
-    else:
-        # clip-retrieval's metadata names the file as it was read; Parquet stores the key (relative path).
-        def key_of(item: ImageItem) -> str:
-            return item.location if format == "clip-retrieval" else item.key
-
-        pending = [item for item in source.items if key_of(item) not in done]
-        skipped = len(source.items) - len(pending)
-        if format == "clip-retrieval":
-            pending = [ImageItem(item.location, item.location) for item in pending]
-        dataset = FileBatches(pending, batch_size, preprocess, draft, batch_encoder)
-        pending_count = len(pending)
-
-    errors: list[tuple[str, str]] = []
-    embedded, dim, n_batches = 0, None, 0
+    run = _start(options, "image", source.root, options.fast_decode)
+    key_column = "image_path" if options.format == "clip-retrieval" else source.key_column
+    store = _open_store(
+        out_path, options.format, run.settings, key_column, options.chunk_rows, options.chunk_seconds
+    )
+    workers, in_workers = _resolve_workers(options.workers, run.device, options.encode_in_workers)
+    batch_encoder = run.encoder if (in_workers or workers == 0) else None
+    dataset, pending_count, skipped = _pending_images(source, store.done_keys(), options, run, batch_encoder)
+    embedded, dim, errors = 0, None, []
     loop_started = time.perf_counter()
     if pending_count != 0:
-        with _progress_bar(progress, pending_count, "images") as advance:
+        bar = progress_bar(options.progress, pending_count, "embedding", unit="images", transient=False)
+        with bar as advance:
             try:
-                for batch in _loader(dataset, workers, in_workers, torch_device):
-                    errors.extend(batch["errors"])
-                    embeddings = batch.get("embeddings")
-                    if "pixels" in batch:
-                        embeddings = encoder.images(batch["pixels"])
-                    if batch["keys"]:
-                        store.add(batch["keys"], embeddings.numpy(), {})
-                        embedded += len(batch["keys"])
-                        dim = int(embeddings.shape[1])
-                    advance(len(batch["keys"]) + len(batch["errors"]))
-                    n_batches += 1
-                    if after_batch is not None:
-                        after_batch(n_batches)
+                loader = _loader(dataset, workers, in_workers, run.device)
+                embedded, dim = _write_batches(loader, run, store, options, advance, errors)
             except BaseException:
                 store.flush()  # keep every completed batch for the re-run
                 _write_errors(errors_path_for(out_path), errors)
@@ -318,84 +327,53 @@ def embed_images(
     errors_path = _write_errors(errors_path_for(out_path), errors)
     if embedded == 0 and skipped == 0 and errors:
         raise RunFailure(f"none of the {len(errors)} images could be read; reasons in {errors_path}")
-    total_rows = store.finalize()
-    finished = time.perf_counter()
-    return EmbedSummary(
-        out=str(out_path),
-        modality="image",
-        embedded=embedded,
-        skipped=skipped,
-        failed=len(errors),
-        total_rows=total_rows,
-        dim=dim,
-        seconds=finished - started,
-        embed_seconds=finished - loop_started,
-        errors_path=errors_path,
-        workers=workers,
-        encode_in_workers=in_workers,
+    counts = dict(
+        embedded=embedded, skipped=skipped, failed=len(errors), total_rows=store.finalize(), dim=dim
     )
+    counts.update(errors_path=errors_path, workers=workers, encode_in_workers=in_workers)
+    return _summary(run, out_path, "image", counts, loop_started)
 
 
 def embed_texts(
-    src: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    model: str = "ViT-B-32",
-    pretrained: str | None = None,
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    normalize: bool = True,
-    format: str = "parquet",  # noqa: A002 - the CLI flag's name
-    progress: bool = False,
-    chunk_rows: int = 4096,
-    chunk_seconds: float = 60.0,
-    after_batch: Callable[[int], None] | None = None,
+    src: str | os.PathLike, out: str | os.PathLike, options: EmbedOptions | None = None
 ) -> EmbedSummary:
     """Embed each non-blank line of a text file; the output keys rows by line number (from 0)."""
     from clipctl.api import get_tokenizer
 
-    _check_choices(precision, format, batch_size)
-    torch_device = _parse_device(device, precision)
+    options = options or EmbedOptions(batch_size=64)
+    if options.fast_decode:
+        raise ClipctlError("--fast-decode applies to images, not --text")
     captions = read_caption_lines(src)
     out_path = Path(out)
-    started = time.perf_counter()
-    encoder, _, settings = load_encoder(model, pretrained, precision, torch_device, normalize)
-    settings.update(modality="text", fast_decode="false", source=str(Path(src).resolve()))
-    tokenizer = get_tokenizer(model)
-    store = _open_store(out_path, format, settings, "line", chunk_rows, chunk_seconds)
+    run = _start(options, "text", str(Path(src).resolve()), False)
+    tokenizer = get_tokenizer(options.weights()[0])
+    store = _open_store(
+        out_path, options.format, run.settings, "line", options.chunk_rows, options.chunk_seconds
+    )
     done = store.done_keys()
     pending = [(line, text) for line, text in captions if line not in done]
-
     embedded, dim = 0, None
     loop_started = time.perf_counter()
-    with _progress_bar(progress and bool(pending), len(pending), "texts") as advance:
+    bar = progress_bar(
+        options.progress and bool(pending), len(pending), "embedding", unit="texts", transient=False
+    )
+    with bar as advance:
         try:
-            for n_batches, start in enumerate(range(0, len(pending), batch_size), start=1):
-                chunk = pending[start : start + batch_size]
-                embeddings = encoder.texts(tokenizer([text for _, text in chunk]))
+            for n_batches, start in enumerate(range(0, len(pending), options.batch_size), start=1):
+                chunk = pending[start : start + options.batch_size]
+                embeddings = run.encoder.texts(tokenizer([text for _, text in chunk]))
                 store.add(
                     [line for line, _ in chunk], embeddings.numpy(), {"text": [text for _, text in chunk]}
                 )
-                embedded += len(chunk)
-                dim = int(embeddings.shape[1])
+                embedded, dim = embedded + len(chunk), int(embeddings.shape[1])
                 advance(len(chunk))
-                if after_batch is not None:
-                    after_batch(n_batches)
+                if options.after_batch is not None:
+                    options.after_batch(n_batches)
         except BaseException:
             store.flush()
             raise
-    total_rows = store.finalize()
-    finished = time.perf_counter()
-    return EmbedSummary(
-        out=str(out_path),
-        modality="text",
-        embedded=embedded,
-        skipped=len(captions) - len(pending),
-        failed=0,
-        total_rows=total_rows,
-        dim=dim,
-        seconds=finished - started,
-        embed_seconds=finished - loop_started,
-        errors_path=None,
+    counts = dict(
+        embedded=embedded, skipped=len(captions) - len(pending), failed=0, dim=dim, errors_path=None
     )
+    counts["total_rows"] = store.finalize()
+    return _summary(run, out_path, "text", counts, loop_started)

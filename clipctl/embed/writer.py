@@ -2,7 +2,7 @@
 
 Parquet (the default): completed chunks are written as part files ``OUT.parts/part-NNNNN.parquet`` (each
 written to a temporary name and renamed). When the run finishes the parts (and an earlier ``OUT``, if the run
-resumes one) are streamed row group by row group into ``OUT.partial``, which then replaces ``OUT``. A re-run
+resumes one) are streamed row group by row group into a temporary file beside ``OUT``, which then replaces it. A re-run
 reads the keys already in ``OUT`` and ``OUT.parts`` and skips them; merging drops keys it has already written,
 so a crash between the rename and the clean-up cannot duplicate a row.
 
@@ -29,15 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipctl import fileio
 from clipctl.errors import ClipctlError
 
 # Settings that must agree for embeddings to share one output.
 IDENTITY_KEYS = ("model", "pretrained", "precision", "normalize", "modality", "fast_decode")
 MANIFEST_NAME = "clipctl_embed.json"
-
-
-def _replace_atomically(tmp: Path, final: Path) -> None:
-    os.replace(tmp, final)
 
 
 def _mismatch_message(out: Path, found: dict[str, str], wanted: dict[str, str]) -> str | None:
@@ -208,13 +205,9 @@ class ParquetStore(EmbeddingStore):
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         manifest = self.parts_dir / MANIFEST_NAME
         if not manifest.exists():
-            tmp = manifest.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.settings, indent=1), encoding="utf-8")
-            _replace_atomically(tmp, manifest)
+            fileio.write_json_atomic(manifest, self.settings, indent=1)
         final = self.parts_dir / f"part-{self._next_part:05d}.parquet"
-        tmp = final.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp)
-        _replace_atomically(tmp, final)
+        fileio.write_with(final, lambda tmp: pq.write_table(table, tmp))
         self._next_part += 1
 
     def finalize(self) -> int:
@@ -223,21 +216,24 @@ class ParquetStore(EmbeddingStore):
         parts = self._part_files()
         if not parts:
             return pq.ParquetFile(self.out).metadata.num_rows if self.out.exists() else 0
-        partial = self.out.with_name(self.out.name + ".partial")
-        seen: set = set()
         rows = 0
-        writer: pq.ParquetWriter | None = None
-        try:
-            for table in self._merged_tables(self._sources(), seen):
-                if writer is None:
-                    dim = table.schema.field("embedding").type.list_size
-                    writer = pq.ParquetWriter(partial, self._schema(dim))
-                writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
-                rows += table.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-        _replace_atomically(partial, self.out)
+
+        def merge_into(partial: Path) -> None:
+            nonlocal rows
+            seen: set = set()
+            writer: pq.ParquetWriter | None = None
+            try:
+                for table in self._merged_tables(self._sources(), seen):
+                    if writer is None:
+                        dim = table.schema.field("embedding").type.list_size
+                        writer = pq.ParquetWriter(partial, self._schema(dim))
+                    writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+                    rows += table.num_rows
+            finally:
+                if writer is not None:
+                    writer.close()
+
+        fileio.write_with(self.out, merge_into)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return rows
 
@@ -337,24 +333,16 @@ class ClipRetrievalStore(EmbeddingStore):
         self.meta_dir.mkdir(parents=True, exist_ok=True)
         manifest = self.out / MANIFEST_NAME
         if not manifest.exists():
-            tmp = manifest.with_suffix(".tmp")
-            tmp.write_text(
-                json.dumps({**self.settings, "dim": str(embeddings.shape[1])}, indent=1), encoding="utf-8"
-            )
-            _replace_atomically(tmp, manifest)
+            fileio.write_json_atomic(manifest, {**self.settings, "dim": str(embeddings.shape[1])}, indent=1)
         chunk = self._next_id
         emb_path = self.emb_dir / f"{self.emb_prefix}_{chunk}.npy"
-        tmp = emb_path.with_suffix(".npy.tmp")
-        with open(tmp, "wb") as f:
+        with fileio.atomic_open(emb_path) as f:
             np.save(f, embeddings.astype(np.float16))
-        _replace_atomically(tmp, emb_path)
         columns: dict[str, Any] = (
             {"caption": extras["text"], "line": keys} if self.is_text else {"image_path": keys}
         )
         meta_path = self.meta_dir / f"metadata_{chunk}.parquet"
-        tmp = meta_path.with_suffix(".parquet.tmp")
-        pq.write_table(pa.table(columns), tmp)
-        _replace_atomically(tmp, meta_path)
+        fileio.write_with(meta_path, lambda tmp: pq.write_table(pa.table(columns), tmp))
         self._next_id += 1
 
     def finalize(self) -> int:

@@ -384,7 +384,7 @@ class RetrievalSource:
 def _read_csv_source(
     path: str, img_key: str, caption_key: str, separator: str
 ) -> tuple[list[str], list[list[str]], int]:
-    from clipctl.train.data_csv import read_csv_table
+    from clipctl.data.csv_table import read_csv_table
 
     table = read_csv_table(path, separator, img_key, caption_key)
     order: dict[str, int] = {}

@@ -215,21 +215,22 @@ def collect_datasets(
 # ---- the job -------------------------------------------------------------------------------------------------
 
 
-def _loader_for(dataset: ZeroShotDataset, preprocess: Any, batch_size: int, workers: int | None, device: Any):
+def _loader_for(dataset: ZeroShotDataset, preprocess: Any, options: ZeroShotOptions, device: Any):
     from clipctl.eval.datasets import WdsClassification, collate_classification
-    from clipctl.eval.runtime import make_loader, resolve_workers
+    from clipctl.eval.loading import make_loader
+    from clipctl.runtime import resolve_workers
 
     if dataset.folder is not None:
         dataset.folder.transform = preprocess
         source: Any = dataset.folder
         count: int | None = len(dataset.folder)
-        workers = resolve_workers(workers, count, batch_size)
+        workers = resolve_workers(options.workers, count, options.batch_size)
     else:
         source = WdsClassification(dataset.shards or [], preprocess)
         count = None
-        workers = min(resolve_workers(workers, None, batch_size), len(dataset.shards or []))
+        workers = min(resolve_workers(options.workers, None, options.batch_size), len(dataset.shards or []))
     loader = make_loader(
-        source, batch_size=batch_size, workers=workers, collate=collate_classification, device=device
+        source, batch_size=options.batch_size, workers=workers, collate=collate_classification, device=device
     )
     return loader, count
 
@@ -264,127 +265,105 @@ def _document(
     }
 
 
-def run_zeroshot(
-    model: str,
-    pretrained: str | None,
-    data: str | os.PathLike | None = None,
-    classnames: str | os.PathLike | None = None,
-    templates: str | os.PathLike | None = "openai",
-    out: str | os.PathLike | None = None,
-    imagenet_val: str | os.PathLike | None = None,
-    imagenet_v2: str | os.PathLike | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
-    device: str = "cpu",
-    precision: str = "fp32",
-    format: str = "clipctl",  # noqa: A002 - the CLI flag's name
-    *,
-    split: str = "test",
-    overwrite: bool = False,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Evaluate ``model`` (with ``pretrained``: a tag, a weights file or None for random weights) zero-shot on
-    each dataset given and return the results document in ``format`` (also written to ``out`` when given).
+@dataclass
+class ZeroShotOptions:
+    """One zero-shot evaluation. ``pretrained``: a tag, a weights file, or None/'none' for random weights.
 
     ``templates``: ``'openai'``, ``'simple'``, a file (one template per line, ``{c}`` or ``{}`` for the class
     name), or None for a CLIP_benchmark dataset's own templates (``'openai'`` elsewhere). ImageNet always uses
     its 1000 class names; ``data`` (an ImageFolder) needs ``classnames`` in its sorted folder order.
     """
+
+    model: str
+    pretrained: str | None = None
+    data: str | os.PathLike | None = None
+    classnames: str | os.PathLike | None = None
+    templates: str | os.PathLike | None = "openai"
+    imagenet_val: str | os.PathLike | None = None
+    imagenet_v2: str | os.PathLike | None = None
+    split: str = "test"  # of a CLIP_benchmark wds dataset
+    out: str | os.PathLike | None = None
+    format: str = "clipctl"
+    overwrite: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    progress: bool = False
+
+
+def run_zeroshot(options: ZeroShotOptions) -> dict[str, Any]:
+    """Evaluate zero-shot on each dataset given and return the results document in ``options.format`` (also
+    written to ``options.out`` when given)."""
     from clipctl.eval.results import write_results
 
-    docs = zeroshot_documents(
-        model,
-        pretrained,
-        data=data,
-        classnames=classnames,
-        templates=templates,
-        out=out,
-        imagenet_val=imagenet_val,
-        imagenet_v2=imagenet_v2,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        precision=precision,
-        format=format,
-        split=split,
-        overwrite=overwrite,
-        progress=progress,
-    )
-    return write_results(out, docs, format, overwrite=overwrite)
+    docs = zeroshot_documents(options)
+    return write_results(options.out, docs, options.format, overwrite=options.overwrite)
 
 
-def zeroshot_documents(
-    model: str,
-    pretrained: str | None,
-    *,
-    data: str | os.PathLike | None = None,
-    classnames: str | os.PathLike | None = None,
-    templates: str | os.PathLike | None = "openai",
-    out: str | os.PathLike | None = None,
-    imagenet_val: str | os.PathLike | None = None,
-    imagenet_v2: str | os.PathLike | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
-    device: str = "cpu",
-    precision: str = "fp32",
-    format: str = "clipctl",  # noqa: A002
-    split: str = "test",
-    overwrite: bool = False,
-    progress: bool = False,
-) -> list[dict[str, Any]]:
+def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
     """The clipctl results document of each dataset, without writing anything. ``out`` and ``format`` are only
     checked (before the model loads), so that writing them afterwards cannot fail on bad input."""
-    import torch
-
-    from clipctl.eval.classification import evaluate_zero_shot
+    from clipctl.eval.loading import check_batch_size, load_model, plan_eval
     from clipctl.eval.results import check_outputs
-    from clipctl.eval.runtime import check_batch_size, load_model, parse_device, plan_precision, progress_bar
-    from clipctl.eval.zeroshot import build_zero_shot_classifier
 
-    check_batch_size(batch_size)
-    torch_device = parse_device(device)
-    plan = plan_precision(precision, torch_device)
-    pretrained = None if pretrained in (None, "", "none") else str(pretrained)
+    check_batch_size(options.batch_size)
+    torch_device, plan = plan_eval(options.device, options.precision)
+    pretrained = None if options.pretrained in (None, "", "none") else str(options.pretrained)
     datasets = collect_datasets(
-        data=data,
-        classnames=classnames,
-        templates=templates,
-        imagenet_val=imagenet_val,
-        imagenet_v2=imagenet_v2,
-        split=split,
+        data=options.data,
+        classnames=options.classnames,
+        templates=options.templates,
+        imagenet_val=options.imagenet_val,
+        imagenet_v2=options.imagenet_v2,
+        split=options.split,
     )
-    check_outputs(out, [d.name for d in datasets], format, model, pretrained, overwrite=overwrite)
+    names = [d.name for d in datasets]
+    check_outputs(options.out, names, options.format, options.model, pretrained, overwrite=options.overwrite)
 
-    loaded = load_model(model, pretrained, torch_device, plan)
-    classifiers: dict[tuple, torch.Tensor] = {}
+    loaded = load_model(options.model, pretrained, torch_device, plan)
+    classifiers: dict[tuple, Any] = {}
     docs = []
     for dataset in datasets:
         key = (tuple(dataset.classnames), tuple(dataset.templates))
         if key not in classifiers:
-            autocast = (
-                torch.autocast(torch_device.type, dtype=plan.autocast_dtype)
-                if plan.autocast_dtype is not None
-                else torch.autocast(torch_device.type, enabled=False)
-            )
-            with torch.inference_mode(), autocast:
-                classifiers[key] = build_zero_shot_classifier(
-                    loaded.model,
-                    loaded.tokenizer,
-                    dataset.classnames,
-                    dataset.templates,
-                    # as many prompts per forward pass as OpenCLIP's 10 classes x 80 templates
-                    num_classes_per_batch=max(10, PROMPTS_PER_BATCH // len(dataset.templates)),
-                    device=torch_device,
-                ).float()
-        loader, count = _loader_for(dataset, loaded.preprocess, batch_size, workers, torch_device)
-        with progress_bar(progress, count, f"zero-shot {dataset.name}") as advance:
-            scores = evaluate_zero_shot(
-                loaded.model,
-                loader,
-                classifiers[key],
-                device=torch_device,
-                autocast_dtype=plan.autocast_dtype,
-                on_batch=advance,
-            )
-        docs.append(_document(dataset, scores, model, pretrained, precision))
+            classifiers[key] = _classifier(loaded, dataset)
+        scores = _evaluate(loaded, dataset, classifiers[key], options)
+        docs.append(_document(dataset, scores, options.model, pretrained, options.precision))
     return docs
+
+
+def _classifier(loaded: Any, dataset: ZeroShotDataset) -> Any:
+    import torch
+
+    from clipctl.eval.zeroshot import build_zero_shot_classifier
+    from clipctl.runtime import autocast
+
+    with torch.inference_mode(), autocast(loaded.precision, loaded.device):
+        return build_zero_shot_classifier(
+            loaded.model,
+            loaded.tokenizer,
+            dataset.classnames,
+            dataset.templates,
+            # as many prompts per forward pass as OpenCLIP's 10 classes x 80 templates
+            num_classes_per_batch=max(10, PROMPTS_PER_BATCH // len(dataset.templates)),
+            device=loaded.device,
+        ).float()
+
+
+def _evaluate(
+    loaded: Any, dataset: ZeroShotDataset, classifier: Any, options: ZeroShotOptions
+) -> dict[str, Any]:
+    from clipctl.eval.classification import evaluate_zero_shot
+    from clipctl.runtime import progress_bar
+
+    loader, count = _loader_for(dataset, loaded.preprocess, options, loaded.device)
+    with progress_bar(options.progress, count, f"zero-shot {dataset.name}") as advance:
+        return evaluate_zero_shot(
+            loaded.model,
+            loader,
+            classifier,
+            device=loaded.device,
+            autocast_dtype=loaded.precision.autocast_dtype,
+            on_batch=advance,
+        )

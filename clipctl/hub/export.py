@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clipctl.config.resolver import HUB_CONFIG_NAME
 from clipctl.errors import ClipctlError
+from clipctl.fileio import atomic_folder
 from clipctl.hub.card import CARD_MARKER
 
 SAFETENSORS_NAME = "open_clip_model.safetensors"
@@ -368,9 +367,8 @@ def write_hub_folder(
     replacing_other = check_output_folder(folder, prepared.model_cfg, overwrite)
     readme = folder / README_NAME
     keep_readme = readme.is_file() and not overwrite and not _is_generated_card(readme)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.clipctl-tmp-"))
-    try:
+    existed = folder.exists()
+    with atomic_folder(folder, merge=True) as stage:
         written = write_layout(
             prepared,
             stage,
@@ -379,24 +377,12 @@ def write_hub_folder(
             license=license,
             write_readme=not keep_readme,
         )
-        # mkdtemp makes 0700 and some writers 0600; a model folder is meant to be shared like any other file.
-        umask = os.umask(0)
-        os.umask(umask)
-        for name in written:
-            os.chmod(stage / name, 0o666 & ~umask)
-        if not folder.exists():
-            os.chmod(stage, 0o777 & ~umask)
-            os.rename(stage, folder)
-        else:
-            stale = [n for n in OPEN_CLIP_WEIGHT_NAMES if n not in written]
-            if replacing_other:
-                stale += [n for n in TOKENIZER_FILE_NAMES if n not in written]
-            for name in written:
-                os.replace(stage / name, folder / name)
-            for name in stale:
-                (folder / name).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    if existed:
+        stale = [n for n in OPEN_CLIP_WEIGHT_NAMES if n not in written]
+        if replacing_other:
+            stale += [n for n in TOKENIZER_FILE_NAMES if n not in written]
+        for name in stale:
+            (folder / name).unlink(missing_ok=True)
     return ExportResult(
         folder=folder,
         files=sorted(written),

@@ -3,7 +3,8 @@
 from clipctl.models.build import build_model_from_config
 from clipctl.models.clip import CLIP, CustomTextCLIP
 from clipctl.models.coca import CoCa
-from clipctl.models.precision import convert_weights_to_lp, get_cast_dtype, get_input_dtype
+from clipctl.models.precision import convert_weights_to_lp
+from clipctl.runtime.precision import get_cast_dtype, get_input_dtype
 
 try:  # registers UniRepLKNet variants with timm; written by another helper
     import clipctl.models.unireplknet  # noqa: F401

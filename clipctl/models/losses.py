@@ -11,6 +11,7 @@ otherwise ``ClipLoss``/``SigLipLoss`` return one tensor and ``CoCaLoss``/``Disti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -369,37 +370,43 @@ class SigLipLoss(nn.Module):
         return blocks
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
+LOSS_KINDS = ("clip", "siglip", "coca", "distill")
 
 
-def is_coca_model(cfg: Any, model: nn.Module | None) -> bool:
-    if "coca" in str(getattr(cfg, "model", "") or "").lower():
-        return True
-    return model is not None and "coca" in type(_unwrap(model)).__name__.lower()
+@dataclass(frozen=True)
+class LossSpec:
+    """Which loss, with which settings; the training job decides (see ``clipctl.train.losses``)."""
+
+    kind: str = "clip"  # one of LOSS_KINDS
+    local_loss: bool = False
+    gather_with_grad: bool = False
+    siglip_dist_impl: str | None = None
+    coca_caption_weight: float = 2.0
+    coca_contrastive_weight: float = 1.0
+    pad_id: int = 0  # the text tower's padding token, ignored by CoCa's caption loss
 
 
-def create_loss(cfg: Any, model: nn.Module | None = None) -> nn.Module:
-    """The loss a run config asks for: distillation > CoCa > SigLIP > CLIP (the order OpenCLIP resolves them in)."""
+def create_loss(spec: LossSpec) -> nn.Module:
+    """The loss module ``spec`` describes, for this process's rank in the process group (if any)."""
     rank, world_size = _dist_rank_world()
-    local_loss = bool(getattr(cfg, "local_loss", False))
-    gather_with_grad = bool(getattr(cfg, "gather_with_grad", False))
     common = dict(
-        local_loss=local_loss,
-        gather_with_grad=gather_with_grad,
+        local_loss=spec.local_loss,
+        gather_with_grad=spec.gather_with_grad,
         cache_labels=True,
         rank=rank,
         world_size=world_size,
     )
-    if getattr(cfg, "distill", False) or getattr(cfg, "distill_model", None):
+    if spec.kind == "distill":
         return DistillClipLoss(**common)
-    if is_coca_model(cfg, model):
+    if spec.kind == "coca":
         return CoCaLoss(
-            caption_loss_weight=float(getattr(cfg, "coca_caption_loss_weight", 2.0)),
-            clip_loss_weight=float(getattr(cfg, "coca_contrastive_loss_weight", 1.0)),
-            pad_id=int(getattr(_unwrap(model), "pad_id", 0) if model is not None else 0),
+            caption_loss_weight=spec.coca_caption_weight,
+            clip_loss_weight=spec.coca_contrastive_weight,
+            pad_id=spec.pad_id,
             **common,
         )
-    if getattr(cfg, "siglip", False):
-        return SigLipLoss(rank=rank, world_size=world_size, dist_impl=getattr(cfg, "loss_dist_impl", None))
+    if spec.kind == "siglip":
+        return SigLipLoss(rank=rank, world_size=world_size, dist_impl=spec.siglip_dist_impl)
+    if spec.kind != "clip":
+        raise ValueError(f"unknown loss kind {spec.kind!r}; one of {', '.join(LOSS_KINDS)}")
     return ClipLoss(**common)

@@ -1,35 +1,10 @@
-"""Precision helpers: which dtype the towers are built for, and the mixed-precision weight cast."""
+"""The mixed-precision weight cast of OpenCLIP's 'fp16'/'bf16' modes (the precision table itself is in
+:mod:`clipctl.runtime.precision`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-
-from clipctl.errors import ClipctlError
-
-PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16", "amp_bfloat16", "pure_fp16", "pure_bf16")
-
-
-def _check(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ClipctlError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
-
-
-def get_cast_dtype(precision: str) -> torch.dtype | None:
-    """Weight dtype for the mixed 'fp16'/'bf16' modes (LayerNorms then compute in float32)."""
-    _check(precision)
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-
-def get_input_dtype(precision: str) -> torch.dtype | None:
-    """Dtype to cast input images to, or None to leave them as they are."""
-    _check(precision)
-    if precision in ("bf16", "pure_bf16"):
-        return torch.bfloat16
-    if precision in ("fp16", "pure_fp16"):
-        return torch.float16
-    return None
-
 
 _PARAM_PROJECTIONS = ("text_projection", "proj")
 

@@ -14,9 +14,7 @@ written at the end of epochs that ``--save-frequency`` skips).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 
 from clipctl.checkpoint import save_checkpoint_atomic
 from clipctl.errors import CheckpointError
+from clipctl.fileio import link_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -93,14 +92,7 @@ def save_as(ckpt: dict[str, Any], folder: Path, names: list[str]) -> Path:
     system has them, else copies); every name appears atomically. Returns the first path."""
     first = save(ckpt, folder / names[0])
     for name in names[1:]:
-        target = folder / name
-        tmp = folder / f".{name}.link.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(first, tmp)
-        except OSError:
-            shutil.copyfile(first, tmp)
-        os.replace(tmp, target)
+        link_atomic(first, folder / name)
     return first
 
 

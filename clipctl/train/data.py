@@ -23,17 +23,16 @@ from typing import Any
 
 import torch
 
+from clipctl.data.csv_table import CsvTable, read_csv_table
 from clipctl.data.shardlist import check_shards_exist, expand_shard_spec, read_sizes, split_sources
 from clipctl.errors import ClipctlError, UnknownNameError
 from clipctl.train.data_common import LoaderView, SharedEpoch, SkipCounter
 from clipctl.train.data_csv import (
     CsvItems,
-    CsvTable,
     EpochBatchSampler,
     ImageTextDataset,
     SyntheticItems,
     collate_skipping_none,
-    read_csv_table,
 )
 from clipctl.train.data_wds import WdsStream, no_usable_samples_message, probe_shards
 

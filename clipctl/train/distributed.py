@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from clipctl.errors import ClipctlError
+from clipctl.runtime import device_for_rank
 
 
 @dataclass
@@ -57,21 +58,6 @@ def world_from_env() -> tuple[int, int, int]:
     return 0, 0, 1
 
 
-def pick_device(requested: str | None, local_rank: int, set_device_rank: bool) -> torch.device:
-    if requested in (None, "", "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ClipctlError(
-                "--device cuda was asked for but no CUDA device is available (use --device cpu)"
-            )
-        if device.index is None and set_device_rank:
-            device = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-        torch.cuda.set_device(device)
-    return device
-
-
 def init_distributed(
     *,
     device: str | None = None,
@@ -81,7 +67,7 @@ def init_distributed(
 ) -> DistEnv:
     """Join the process group the launcher set up (if any) and pick this rank's device."""
     rank, local_rank, world_size = world_from_env()
-    dev = pick_device(device, local_rank, not no_set_device_rank)
+    dev = device_for_rank(device, local_rank, set_device_rank=not no_set_device_rank)
     if world_size > 1 and not dist.is_initialized():
         backend = dist_backend or ("nccl" if dev.type == "cuda" else "gloo")
         url = dist_url or "env://"

@@ -18,7 +18,8 @@ from torch import nn
 
 from clipctl.config.run import TrainConfig
 from clipctl.errors import ClipctlError
-from clipctl.train.step import PrecisionPlan, autocast, unwrap_model
+from clipctl.runtime import PrecisionPlan, autocast
+from clipctl.train.step import unwrap_model
 
 
 def should_run(frequency: int, epoch: int, epochs: int) -> bool:

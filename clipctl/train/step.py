@@ -17,48 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from clipctl.runtime import PrecisionPlan, autocast
+
 LOGIT_SCALE_MAX = math.log(100)
-
-
-@dataclass(frozen=True)
-class PrecisionPlan:
-    """How a ``--precision`` value runs on a device: autocast dtype, input dtype, grad scaler."""
-
-    precision: str
-    autocast_dtype: torch.dtype | None
-    input_dtype: torch.dtype | None
-    use_grad_scaler: bool
-    model_precision: str  # what create_model casts the weights to
-    note: str = ""
-
-
-def plan_precision(precision: str, device: torch.device) -> PrecisionPlan:
-    on_cpu = device.type == "cpu"
-    if precision == "amp":
-        if on_cpu:
-            # fp16 autocast on CPU is ~13x slower than fp32 (measured with OpenCLIP's trainer on 2 cores).
-            return PrecisionPlan(
-                precision,
-                None,
-                None,
-                False,
-                "fp32",
-                "precision 'amp' (fp16 autocast) is very slow on CPU; training in fp32 instead",
-            )
-        return PrecisionPlan(precision, torch.float16, None, True, "fp32")
-    if precision in ("amp_bf16", "amp_bfloat16"):
-        return PrecisionPlan(precision, torch.bfloat16, None, False, "fp32")
-    if precision in ("fp16", "pure_fp16"):
-        return PrecisionPlan(precision, None, torch.float16, False, precision)
-    if precision in ("bf16", "pure_bf16"):
-        return PrecisionPlan(precision, None, torch.bfloat16, False, precision)
-    return PrecisionPlan(precision, None, None, False, "fp32")
-
-
-def autocast(plan: PrecisionPlan, device: torch.device) -> contextlib.AbstractContextManager:
-    if plan.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=plan.autocast_dtype)
+# per-batch scalars of the model (and teacher) outputs: never concatenated across micro-batches
+_SCALARS = ("logit_scale", "logit_bias", "dist_logit_scale", "dist_logit_bias")
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -109,61 +72,21 @@ def train_step(
         for images, texts in micro_batches
     ]
     optimizer.zero_grad(set_to_none=True)
-
-    if len(batches) == 1:
-        images, texts = batches[0]
-        with autocast(plan, device):
-            out = _as_dict(model(images, texts))
-            if teacher is not None:
-                out.update(teacher_outputs(teacher, images, texts))
-            losses = loss_fn(**out, output_dict=True)
-            total = sum(losses.values())
-        _backward(total, scaler)
-    else:
-        cached: dict[str, list[torch.Tensor]] = {}
-        with torch.no_grad():
-            for images, texts in batches:
-                with autocast(plan, device):
-                    out = _as_dict(model(images, texts))
-                for key, value in out.items():
-                    if key not in ("logit_scale", "logit_bias") and value is not None:
-                        cached.setdefault(key, []).append(value)
-        total = None
-        for j, (images, texts) in enumerate(batches):
-            last = j == len(batches) - 1
-            # DDP all-reduces once, after the last micro-batch, instead of after each one
-            sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-            with sync:
-                with autocast(plan, device):
-                    out = _as_dict(model(images, texts))
-                    # every pass computes the loss of the whole accumulated batch, so the temperature (and bias)
-                    # takes its gradient from one pass only; otherwise it would get accum_freq times the big-batch
-                    # gradient (OpenCLIP's behaviour)
-                    inputs = {
-                        k: (v if last or v is None else v.detach())
-                        for k, v in out.items()
-                        if k in ("logit_scale", "logit_bias")
-                    }
-                    for key, values in cached.items():
-                        inputs[key] = torch.cat(values[:j] + [out[key]] + values[j + 1 :])
-                    losses = loss_fn(**inputs, output_dict=True)
-                    total = sum(losses.values())
-                _backward(total, scaler)
+    cached = _embed_without_grad(model, batches, plan, device, teacher) if len(batches) > 1 else {}
+    for j, (images, texts) in enumerate(batches):
+        last = j == len(batches) - 1
+        # DDP all-reduces once, after the last micro-batch, instead of after each one
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(plan, device):
+                out = _forward(model, images, texts, teacher)
+                losses = loss_fn(**_loss_inputs(out, cached, j, last), output_dict=True)
+                total = sum(losses.values())
+            _backward(total, scaler)
 
     if before_optimizer_step is not None:
         before_optimizer_step()
-    grad_norm = None
-    if scaler is not None:
-        if grad_clip_norm is not None:
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        if grad_clip_norm is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-        optimizer.step()
-
+    grad_norm = _optimizer_step(model, optimizer, scaler, grad_clip_norm)
     # the temperature must stay in [1, 100]: beyond that the logits overflow and training diverges
     with torch.no_grad():
         unwrap_model(model).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
@@ -171,6 +94,69 @@ def train_step(
     detached = {k: v.detach() for k, v in losses.items()}
     detached["loss"] = total.detach()
     return StepResult(losses=detached, finite=torch.isfinite(detached["loss"]), grad_norm=grad_norm)
+
+
+def _forward(
+    model: nn.Module, images: torch.Tensor, texts: torch.Tensor, teacher: nn.Module | None
+) -> dict[str, torch.Tensor]:
+    out = _as_dict(model(images, texts))
+    if teacher is not None:
+        out.update(teacher_outputs(teacher, images, texts))
+    return out
+
+
+def _embed_without_grad(
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    plan: PrecisionPlan,
+    device: torch.device,
+    teacher: nn.Module | None,
+) -> dict[str, list[torch.Tensor]]:
+    """Every micro-batch's outputs but the temperature (and bias), for the loss of the other passes."""
+    cached: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for images, texts in batches:
+            with autocast(plan, device):
+                out = _forward(model, images, texts, teacher)
+            for key, value in out.items():
+                if key not in _SCALARS and value is not None:
+                    cached.setdefault(key, []).append(value)
+    return cached
+
+
+def _loss_inputs(
+    out: dict[str, torch.Tensor], cached: dict[str, list[torch.Tensor]], j: int, last: bool
+) -> dict[str, torch.Tensor]:
+    """The loss of the whole accumulated batch: this pass's fresh outputs in place ``j``, cached ones around.
+
+    Every pass computes that loss, so the temperature (and bias) take their gradient from the last pass only;
+    otherwise they would get ``accum_freq`` times the big-batch gradient (OpenCLIP's behaviour).
+    """
+    if not cached:
+        return out
+    inputs = {k: (v if last or v is None else v.detach()) for k, v in out.items() if k in _SCALARS}
+    for key, values in cached.items():
+        inputs[key] = torch.cat(values[:j] + [out[key]] + values[j + 1 :])
+    return inputs
+
+
+def _optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    grad_clip_norm: float | None,
+) -> torch.Tensor | None:
+    grad_norm = None
+    if scaler is not None and grad_clip_norm is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return grad_norm
 
 
 def _backward(total: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:

@@ -31,6 +31,8 @@ from torch import nn
 
 from clipctl.config.run import TrainConfig, dump_run_config, report_targets
 from clipctl.errors import ClipctlError, RunFailure
+from clipctl.fileio import write_text_atomic
+from clipctl.runtime import ProgressBar, leave_cores_to_workers, plan_precision
 from clipctl.train import checkpointing as ckpt_io
 from clipctl.train.distributed import (
     DistEnv,
@@ -40,8 +42,8 @@ from clipctl.train.distributed import (
     init_distributed,
     world_from_env,
 )
-from clipctl.train.run_log import MetricsSink, Progress, check_reporters, setup_text_logging
-from clipctl.train.step import plan_precision, train_step, unwrap_model
+from clipctl.train.run_log import MetricsSink, check_reporters, setup_text_logging
+from clipctl.train.step import train_step, unwrap_model
 
 logger = logging.getLogger("clipctl.train")
 LATEST = "epoch_latest.pt"
@@ -149,12 +151,10 @@ class Trainer:
             dist_url=cfg.dist_url,
             no_set_device_rank=cfg.no_set_device_rank,
         )
-        self.plan = plan_precision(cfg.precision, env.device)
+        self.plan = plan_precision(cfg.precision, env.device, training=True)
         self._seed(cfg.seed + env.rank)
-        if env.device.type == "cpu" and cfg.workers > 0 and "OMP_NUM_THREADS" not in os.environ:
-            # Loader workers decode on cores of their own; compute threads that share those cores stall at
-            # every barrier (2 cores, tiny-RN-demo: 1 compute thread + 1 worker beats 2 threads + none).
-            torch.set_num_threads(max(1, torch.get_num_threads() - cfg.workers))
+        if env.device.type == "cpu":
+            leave_cores_to_workers(cfg.workers)
         self._setup_run_dir()
         if self.plan.note and env.is_master:
             logger.warning(self.plan.note)
@@ -165,10 +165,10 @@ class Trainer:
             self._load_resume_state(resume_ckpt)
         self._wrap_model()
         self._build_data()
-        from clipctl.models.losses import create_loss
+        from clipctl.train.losses import build_loss
         from clipctl.train.optim import build_schedule
 
-        self.loss_fn = create_loss(cfg, self.model)
+        self.loss_fn = build_loss(cfg, self.model)
         self.steps_per_epoch = self.data.num_batches // cfg.accum_freq
         if self.steps_per_epoch < 1:
             raise ClipctlError(
@@ -184,7 +184,7 @@ class Trainer:
             wandb_notes=cfg.wandb_notes,
             resuming=resume_ckpt is not None,
         )
-        self.progress = Progress(enabled=env.is_master)
+        self.progress = ProgressBar(env.is_master, stats=True, transient=False)
         self.remote_sync = None
         if cfg.remote_sync and env.is_master and self.run_dir is not None:
             from clipctl.train.remote_sync import RemoteSync
@@ -210,9 +210,7 @@ class Trainer:
         if self.run_dir is not None:
             if env.is_master:
                 (self.run_dir / ckpt_io.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-                tmp = self.run_dir / ".config.yaml.tmp"
-                tmp.write_text(dump_run_config(cfg), encoding="utf-8")
-                os.replace(tmp, self.run_dir / "config.yaml")
+                write_text_atomic(self.run_dir / "config.yaml", dump_run_config(cfg))
             barrier(env)
             if env.is_master:
                 log_file = self.run_dir / "out.log"
@@ -442,7 +440,7 @@ class Trainer:
         data = self.data
         data.set_epoch(epoch)
         batch_index = data.start_batch(epoch)
-        self.progress.start_epoch(epoch, self.steps_per_epoch, batch_index // cfg.accum_freq)
+        self.progress.start(f"epoch {epoch}", self.steps_per_epoch, batch_index // cfg.accum_freq)
         samples_per_step = cfg.batch_size * env.world_size * cfg.accum_freq
         nonfinite = torch.zeros((), dtype=torch.bool, device=env.device)
         window_start, window_steps = time.perf_counter(), 0

@@ -68,7 +68,7 @@ def test_embed_text_and_no_normalize(tmp_path, tiny, capsys):
         (["embed", "{empty}", "--out", "{out}"], 2, "no images found in"),
         (["embed", "{missing}", "--out", "{out}"], 2, "no such file or folder"),
         (["embed", "--out", "{out}"], 2, "either SRC (images) or --text FILE"),
-        (["embed", "{folder}", "--out", "{out}", "--precision", "fp8"], 2, "unknown precision 'fp8'"),
+        (["embed", "{folder}", "--out", "{out}", "--precision", "fp8"], 2, "unknown --precision 'fp8'"),
         (["embed", "{folder}", "--out", "{out}", "--precision", "fp16"], 2, "use --precision bf16"),
         (["embed", "{folder}", "--out", "{out}", "--format", "npy"], 2, "unknown format 'npy'"),
         (["embed", "{folder}", "--out", "{out}", "--device", "cuda:0"], 2, "CUDA is not available"),

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipctl.embed import embed_images, embed_texts
+from clipctl.embed import EmbedOptions, embed_images, embed_texts
 from clipctl.embed.batches import decode_image
 from clipctl.errors import ClipctlError, RunFailure
 from tests.helpers import TINY_VIT_CFG, write_model_config
@@ -64,7 +64,9 @@ def images(tmp_path) -> Path:
 def _run(images, out, tiny, **kwargs):
     kwargs.setdefault("workers", 0)
     kwargs.setdefault("batch_size", 3)
-    return embed_images(images, out, model=tiny["model"], pretrained=tiny["pretrained"], **kwargs)
+    return embed_images(
+        images, out, EmbedOptions(model=tiny["model"], pretrained=tiny["pretrained"], **kwargs)
+    )
 
 
 def _plain_loop(tiny, paths, normalize=True) -> np.ndarray:
@@ -163,12 +165,12 @@ def test_interrupted_run_resumes_and_embeds_every_image_exactly_once(images, tmp
 
 KILL_SCRIPT = """
 import os, signal, sys
-from clipctl.embed import embed_images
+from clipctl.embed import EmbedOptions, embed_images
 def hook(n):
     if n == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-embed_images(sys.argv[1], sys.argv[2], model=sys.argv[3], pretrained=sys.argv[4], workers=0, batch_size=2,
-             chunk_rows=2, after_batch=hook)
+embed_images(sys.argv[1], sys.argv[2], EmbedOptions(model=sys.argv[3], pretrained=sys.argv[4], workers=0,
+             batch_size=2, chunk_rows=2, after_batch=hook))
 """
 
 
@@ -196,7 +198,7 @@ def test_output_for_another_model_is_refused_and_left_intact(images, tmp_path, t
     _run(images, out, tiny)
     before = out.read_bytes()
     with pytest.raises(ClipctlError, match=r"holds embeddings made with pretrained=.*weights\.pt.*other\.pt"):
-        embed_images(images, out, model=tiny["model"], pretrained=tiny["other"], workers=0)
+        embed_images(images, out, EmbedOptions(model=tiny["model"], pretrained=tiny["other"], workers=0))
     with pytest.raises(ClipctlError, match="normalize=true.*normalize=false"):
         _run(images, out, tiny, normalize=False)
     assert out.read_bytes() == before
@@ -222,7 +224,9 @@ def test_captions_to_parquet_and_clip_retrieval(images, tmp_path, tiny):
     captions = tmp_path / "caps.txt"
     captions.write_text("a photo of a dog\n\na red square\nthe same caption\nthe same caption\n")
     out = tmp_path / "text.parquet"
-    summary = embed_texts(captions, out, model=tiny["model"], pretrained=tiny["pretrained"], batch_size=2)
+    summary = embed_texts(
+        captions, out, EmbedOptions(model=tiny["model"], pretrained=tiny["pretrained"], batch_size=2)
+    )
     assert (summary.embedded, summary.total_rows) == (4, 4)
     df = pd.read_parquet(out)
     assert df.line.tolist() == [0, 2, 3, 4] and df.text.tolist()[:2] == ["a photo of a dog", "a red square"]
@@ -234,10 +238,17 @@ def test_captions_to_parquet_and_clip_retrieval(images, tmp_path, tiny):
         expected = model.encode_text(tokenizer(df.text.tolist()))
         expected /= expected.norm(dim=-1, keepdim=True)
     np.testing.assert_allclose(np.stack(df.embedding.to_numpy()), expected.numpy(), rtol=1e-5, atol=1e-6)
-    assert embed_texts(captions, out, model=tiny["model"], pretrained=tiny["pretrained"]).embedded == 0
+    assert (
+        embed_texts(captions, out, EmbedOptions(model=tiny["model"], pretrained=tiny["pretrained"])).embedded
+        == 0
+    )
 
     cr = tmp_path / "text_cr"
-    embed_texts(captions, cr, model=tiny["model"], pretrained=tiny["pretrained"], format="clip-retrieval")
+    embed_texts(
+        captions,
+        cr,
+        EmbedOptions(model=tiny["model"], pretrained=tiny["pretrained"], format="clip-retrieval"),
+    )
     assert np.load(cr / "text_emb" / "text_emb_0.npy").shape == (4, DIM)
     assert pd.read_parquet(cr / "metadata" / "metadata_0.parquet").caption.tolist()[1] == "a red square"
     with pytest.raises(ClipctlError, match="modality=text.*modality=image"):

@@ -107,7 +107,7 @@ def test_zero_shot_matches_openclip_on_the_same_weights(tmp_path, monkeypatch):
     import clipctl
     from clipctl.eval.datasets import collate_classification, scan_image_folder
     from clipctl.eval.zeroshot import build_zero_shot_classifier
-    from clipctl.eval.zeroshot_job import run_zeroshot
+    from clipctl.eval.zeroshot_job import ZeroShotOptions, run_zeroshot
 
     torch.manual_seed(0)
     reference = open_clip.model.CLIP(**TINY_CFG).eval()
@@ -139,13 +139,15 @@ def test_zero_shot_matches_openclip_on_the_same_weights(tmp_path, monkeypatch):
 
     # clipctl: the same weights loaded strictly into its own model, its own loader and classifier.
     results = run_zeroshot(
-        model=str(config),
-        pretrained=str(weights),
-        data=str(data),
-        classnames=str(classnames_file),
-        templates=str(templates_file),
-        batch_size=5,
-        workers=0,
+        ZeroShotOptions(
+            model=str(config),
+            pretrained=str(weights),
+            data=str(data),
+            classnames=str(classnames_file),
+            templates=str(templates_file),
+            batch_size=5,
+            workers=0,
+        )
     )
     assert results["metrics"]["top1"] == pytest.approx(oc_top1, abs=1e-12)
     assert results["metrics"]["top5"] == pytest.approx(oc_top5, abs=1e-12)

@@ -12,7 +12,7 @@ from PIL import Image
 import clipctl
 from clipctl.errors import ClipctlError
 from clipctl.eval.retrieval import multi_caption_retrieval_metrics
-from clipctl.eval.retrieval_job import run_retrieval
+from clipctl.eval.retrieval_job import RetrievalOptions, run_retrieval
 from tests.eval.eval_data import make_clip_benchmark_retrieval, make_image_folder, tiny_model_files, write_tar
 
 ROWS = [
@@ -61,7 +61,9 @@ def _expected(config, weights, folder, rows):
 def test_csv_with_several_captions_and_a_corrupt_image(tiny, csv_data, tmp_path):
     config, weights = tiny
     out = tmp_path / "retrieval.json"
-    results = run_retrieval(config, weights, csv_data, out, batch_size=2, workers=0, chunk_size=2)
+    results = run_retrieval(
+        RetrievalOptions(config, weights, csv_data, out, batch_size=2, workers=0, chunk_size=2)
+    )
     assert results["dataset"] == "pairs" and results["task"] == "zeroshot_retrieval"
     assert results["num_images"] == 5 and results["num_texts"] == 7
     assert results["num_unreadable"] == 1 and results["unreadable"][0][0] == "x/broken.png"
@@ -75,12 +77,14 @@ def test_csv_with_several_captions_and_a_corrupt_image(tiny, csv_data, tmp_path)
 def test_clip_benchmark_format_names(tiny, csv_data, tmp_path):
     config, weights = tiny
     out = tmp_path / "cb.json"
-    written = run_retrieval(config, weights, csv_data, out, format="clip_benchmark", workers=0)
+    written = run_retrieval(
+        RetrievalOptions(config, weights, csv_data, out, format="clip_benchmark", workers=0)
+    )
     assert set(written) == {"dataset", "model", "pretrained", "task", "metrics", "language"}
     assert set(written["metrics"]) == {
         f"{kind}_retrieval_recall@{k}" for kind in ("image", "text") for k in (1, 5, 10)
     }
-    ours = run_retrieval(config, weights, csv_data, workers=0)
+    ours = run_retrieval(RetrievalOptions(config, weights, csv_data, workers=0))
     assert written["metrics"]["image_retrieval_recall@1"] == ours["metrics"]["text_to_image_R@1"]
     assert written["metrics"]["text_retrieval_recall@5"] == ours["metrics"]["image_to_text_R@5"]
 
@@ -94,11 +98,11 @@ def test_shards_and_clip_benchmark_folder(tiny, tmp_path):
         members[f"{i:03d}.jpg"] = image_bytes(i, "JPEG")
         members[f"{i:03d}.txt"] = f"caption number {i}".encode()
     shard = write_tar(tmp_path / "shards" / "00000.tar", members)
-    results = run_retrieval(config, weights, str(shard), workers=0)
+    results = run_retrieval(RetrievalOptions(config, weights, str(shard), workers=0))
     assert results["source"] == "shards" and results["num_images"] == 5 and results["num_texts"] == 5
 
     root = make_clip_benchmark_retrieval(tmp_path / "wds_tiny_flickr", [["a", "b"], ["c"], ["d", "e"], ["f"]])
-    results = run_retrieval(config, weights, str(root), workers=2, batch_size=1)
+    results = run_retrieval(RetrievalOptions(config, weights, str(root), workers=2, batch_size=1))
     assert results["dataset"] == "wds/tiny_flickr" and results["source"] == "clip_benchmark"
     assert results["num_images"] == 4 and results["num_texts"] == 6
 
@@ -106,18 +110,18 @@ def test_shards_and_clip_benchmark_folder(tiny, tmp_path):
 def test_bad_input(tiny, csv_data, tmp_path):
     config, weights = tiny
     with pytest.raises(ClipctlError, match="has no column 'path'"):
-        run_retrieval(config, weights, csv_data, csv_img_key="path")
+        run_retrieval(RetrievalOptions(config, weights, csv_data, csv_img_key="path"))
     only_broken = tmp_path / "broken.csv"
     only_broken.write_text(f"filepath,title\n{csv_data.parent / 'x' / 'broken.png'},nope\n")
     with pytest.raises(ClipctlError, match="all 1 were unreadable"):
-        run_retrieval(config, weights, only_broken, workers=0)
+        run_retrieval(RetrievalOptions(config, weights, only_broken, workers=0))
     with pytest.raises(ClipctlError, match="unknown --precision"):
-        run_retrieval(config, weights, csv_data, precision="fp8")
+        run_retrieval(RetrievalOptions(config, weights, csv_data, precision="fp8"))
     with pytest.raises(ClipctlError, match="float16.*use --precision bf16"):
-        run_retrieval(config, weights, csv_data, precision="fp16")
+        run_retrieval(RetrievalOptions(config, weights, csv_data, precision="fp16"))
 
 
 def test_bf16_weights(tiny, csv_data):
     config, weights = tiny
-    results = run_retrieval(config, weights, csv_data, precision="bf16", workers=0)
+    results = run_retrieval(RetrievalOptions(config, weights, csv_data, precision="bf16", workers=0))
     assert results["num_images"] == 5 and 0 <= results["metrics"]["image_to_text_R@1"] <= 1

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from clipctl.errors import ClipctlError, UnknownNameError
-from clipctl.eval.zeroshot_job import read_templates, run_zeroshot
+from clipctl.eval.zeroshot_job import ZeroShotOptions, read_templates, run_zeroshot
 from tests.eval.eval_data import (
     image_bytes,
     make_clip_benchmark_classification,
@@ -39,7 +39,15 @@ def test_results_document_and_file(tiny, folder, tmp_path):
     root, names = folder
     out = tmp_path / "results.json"
     results = run_zeroshot(
-        model=config, pretrained=weights, data=root, classnames=names, templates="simple", out=out, workers=0
+        ZeroShotOptions(
+            model=config,
+            pretrained=weights,
+            data=root,
+            classnames=names,
+            templates="simple",
+            out=out,
+            workers=0,
+        )
     )
     assert results["model"] == config and results["pretrained"] == weights
     assert results["dataset"] == "heldout" and results["task"] == "zeroshot_classification"
@@ -62,12 +70,14 @@ def test_demo_style_call_with_synth_data(tiny, tmp_path):
         tmp_path / "synth", num_train=4, num_heldout_per_class=1, image_size=16, samples_per_shard=4
     )
     results = run_zeroshot(
-        model=config,
-        pretrained=weights,
-        data=synth.heldout_dir,
-        classnames=synth.classnames_file,
-        templates=synth.templates_file,
-        out=str(tmp_path / "zeroshot.json"),
+        ZeroShotOptions(
+            model=config,
+            pretrained=weights,
+            data=synth.heldout_dir,
+            classnames=synth.classnames_file,
+            templates=synth.templates_file,
+            out=str(tmp_path / "zeroshot.json"),
+        )
     )
     assert 0 <= results["metrics"]["top1"] <= 1
     assert results["num_samples"] == synth.num_heldout
@@ -78,23 +88,27 @@ def test_classnames_that_do_not_match_the_folders_fail_before_the_model_loads(fo
     root, names = folder
     names.write_text("apple\nboat\n")
     with pytest.raises(ClipctlError, match="has 2 names but --data .* has 6 class folders"):
-        run_zeroshot(model="no-such-model", pretrained=None, data=root, classnames=names)
+        run_zeroshot(ZeroShotOptions(model="no-such-model", pretrained=None, data=root, classnames=names))
     with pytest.raises(ClipctlError, match="needs --classnames FILE"):
-        run_zeroshot(model="no-such-model", pretrained=None, data=root)
+        run_zeroshot(ZeroShotOptions(model="no-such-model", pretrained=None, data=root))
 
 
 def test_unknown_model_is_a_clear_error(folder):
     root, names = folder
     with pytest.raises(UnknownNameError, match="unknown model"):
-        run_zeroshot(model="ViT-B-33", pretrained=None, data=root, classnames=names)
+        run_zeroshot(ZeroShotOptions(model="ViT-B-33", pretrained=None, data=root, classnames=names))
 
 
 def test_nothing_to_evaluate_and_empty_folder(tmp_path):
     with pytest.raises(ClipctlError, match="nothing to evaluate"):
-        run_zeroshot(model="x", pretrained=None)
+        run_zeroshot(ZeroShotOptions(model="x", pretrained=None))
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(ClipctlError, match="holds no images"):
-        run_zeroshot(model="x", pretrained=None, data=tmp_path / "empty", classnames=tmp_path / "c.txt")
+        run_zeroshot(
+            ZeroShotOptions(
+                model="x", pretrained=None, data=tmp_path / "empty", classnames=tmp_path / "c.txt"
+            )
+        )
 
 
 def test_template_files_take_c_or_empty_braces(tmp_path):
@@ -117,7 +131,11 @@ def test_every_image_unreadable_is_an_error_not_a_crash(tiny, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("a\nb\n")
     with pytest.raises(ClipctlError, match="all 2 were unreadable"):
-        run_zeroshot(model=config, pretrained=weights, data=tmp_path / "d", classnames=names, workers=0)
+        run_zeroshot(
+            ZeroShotOptions(
+                model=config, pretrained=weights, data=tmp_path / "d", classnames=names, workers=0
+            )
+        )
 
 
 def test_imagenet_v2_numeric_folders_and_combined_document(tiny, tmp_path):
@@ -131,13 +149,15 @@ def test_imagenet_v2_numeric_folders_and_combined_document(tiny, tmp_path):
     names = tmp_path / "n.txt"
     names.write_text("x\ny\n")
     both = run_zeroshot(
-        model=config,
-        pretrained=weights,
-        imagenet_v2=v2,
-        data=data,
-        classnames=names,
-        templates="simple",
-        workers=0,
+        ZeroShotOptions(
+            model=config,
+            pretrained=weights,
+            imagenet_v2=v2,
+            data=data,
+            classnames=names,
+            templates="simple",
+            workers=0,
+        )
     )
     assert set(both) == {"model", "pretrained", "results"}
     assert [r["dataset"] for r in both["results"]] == ["imagenetv2", "mine"]
@@ -150,12 +170,16 @@ def test_imagenet_v2_numeric_folders_and_combined_document(tiny, tmp_path):
 def test_imagenet_layout_checks(tmp_path):
     make_image_folder(tmp_path / "val", {"n01440764": 1, "n01443537": 1})
     with pytest.raises(ClipctlError, match="has 2 class folders; ImageNet's validation set has 1000"):
-        run_zeroshot(model="x", pretrained=None, imagenet_val=tmp_path / "val")
+        run_zeroshot(ZeroShotOptions(model="x", pretrained=None, imagenet_val=tmp_path / "val"))
     make_image_folder(tmp_path / "v2wrap" / "imagenetv2-matched-frequency-format-val", {"0": 1})
     with pytest.raises(ClipctlError, match="named 0 ... 999.*did you mean"):
-        run_zeroshot(model="x", pretrained=None, imagenet_v2=tmp_path / "v2wrap")
+        run_zeroshot(ZeroShotOptions(model="x", pretrained=None, imagenet_v2=tmp_path / "v2wrap"))
     with pytest.raises(ClipctlError, match="--classnames goes with --data"):
-        run_zeroshot(model="x", pretrained=None, imagenet_val=tmp_path / "val", classnames=tmp_path / "c.txt")
+        run_zeroshot(
+            ZeroShotOptions(
+                model="x", pretrained=None, imagenet_val=tmp_path / "val", classnames=tmp_path / "c.txt"
+            )
+        )
 
 
 def test_clip_benchmark_layout_and_result_shape(tiny, tmp_path):
@@ -165,13 +189,15 @@ def test_clip_benchmark_layout_and_result_shape(tiny, tmp_path):
     )
     out = tmp_path / "cb.json"
     results = run_zeroshot(
-        model=config,
-        pretrained=weights,
-        data=root,
-        templates=None,
-        out=out,
-        format="clip_benchmark",
-        workers=0,
+        ZeroShotOptions(
+            model=config,
+            pretrained=weights,
+            data=root,
+            templates=None,
+            out=out,
+            format="clip_benchmark",
+            workers=0,
+        )
     )
     text = out.read_text()
     assert "NaN" not in text
@@ -182,7 +208,9 @@ def test_clip_benchmark_layout_and_result_shape(tiny, tmp_path):
     assert set(written["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
     assert written["metrics"]["acc5"] is None  # CLIP_benchmark writes NaN here; strict JSON says null
 
-    ours = run_zeroshot(model=config, pretrained=weights, data=root, templates=None, workers=0)
+    ours = run_zeroshot(
+        ZeroShotOptions(model=config, pretrained=weights, data=root, templates=None, workers=0)
+    )
     assert ours["templates"] == "dataset" and ours["num_templates"] == 1 and ours["num_samples"] == 5
     assert ours["metrics"]["top1"] == written["metrics"]["acc1"]
 
@@ -194,23 +222,23 @@ def test_output_rules(tiny, folder, tmp_path):
     common = dict(data=root, classnames=names, templates="simple", workers=0)
     out.write_text("precious notes")
     with pytest.raises(ClipctlError, match="exists and is not a results file"):
-        run_zeroshot(model=config, pretrained=weights, out=out, **common)
+        run_zeroshot(ZeroShotOptions(model=config, pretrained=weights, out=out, **common))
     assert out.read_text() == "precious notes"
     out.write_text(json.dumps({"model": "RN50", "pretrained": "openai", "metrics": {"top1": 0.6}}))
     with pytest.raises(ClipctlError, match="holds results for model 'RN50'"):
-        run_zeroshot(model=config, pretrained=weights, out=out, **common)
+        run_zeroshot(ZeroShotOptions(model=config, pretrained=weights, out=out, **common))
     assert json.loads(out.read_text())["model"] == "RN50"
-    run_zeroshot(model=config, pretrained=weights, out=out, overwrite=True, **common)
+    run_zeroshot(ZeroShotOptions(model=config, pretrained=weights, out=out, overwrite=True, **common))
     first = json.loads(out.read_text())
     assert first["model"] == config
     run_zeroshot(
-        model=config, pretrained=weights, out=out, **common
+        ZeroShotOptions(model=config, pretrained=weights, out=out, **common)
     )  # the same model may replace its own results
     assert json.loads(out.read_text())["metrics"] == first["metrics"]
     with pytest.raises(ClipctlError, match="is a folder"):
-        run_zeroshot(model=config, pretrained=weights, out=tmp_path, **common)
+        run_zeroshot(ZeroShotOptions(model=config, pretrained=weights, out=tmp_path, **common))
     with pytest.raises(ClipctlError, match="unknown --format"):
-        run_zeroshot(model=config, pretrained=weights, format="csv", **common)
+        run_zeroshot(ZeroShotOptions(model=config, pretrained=weights, format="csv", **common))
 
 
 @pytest.mark.parametrize("precision", ["bf16", "amp_bf16"])
@@ -219,14 +247,18 @@ def test_reduced_precision_on_cpu(tiny, folder, precision):
     config, weights = tiny
     root, names = folder
     results = run_zeroshot(
-        model=config,
-        pretrained=weights,
-        data=root,
-        classnames=names,
-        templates="simple",
-        precision=precision,
-        workers=0,
+        ZeroShotOptions(
+            model=config,
+            pretrained=weights,
+            data=root,
+            classnames=names,
+            templates="simple",
+            precision=precision,
+            workers=0,
+        )
     )
     assert results["precision"] == precision and results["num_samples"] == sum(CLASSES.values())
     with pytest.raises(ClipctlError, match="use --precision bf16"):
-        run_zeroshot(model=config, pretrained=weights, data=root, classnames=names, precision="fp16")
+        run_zeroshot(
+            ZeroShotOptions(model=config, pretrained=weights, data=root, classnames=names, precision="fp16")
+        )

@@ -4,13 +4,12 @@ several processes) whose values and gradients must equal one process on the whol
 from __future__ import annotations
 
 import math
-import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from clipctl.models.losses import ClipLoss, CoCaLoss, DistillClipLoss, SigLipLoss, create_loss
+from clipctl.models.losses import ClipLoss, CoCaLoss, DistillClipLoss, LossSpec, SigLipLoss, create_loss
 
 WORLD = 3  # three ranks so SigLIP's bidirectional exchange runs a real two-way step
 PER_RANK = 4
@@ -118,27 +117,17 @@ def test_distill_loss_is_contrastive_plus_soft_cross_entropy():
     assert torch.allclose(out["contrastive_loss"], _naive_clip(s["image"], s["text"], s["scale"]))
 
 
-def test_create_loss_picks_distill_then_coca_then_siglip_then_clip():
-    def cfg(**kw):
-        base = dict(
-            model="ViT-B-32", distill_model=None, siglip=False, local_loss=True, gather_with_grad=True
-        )
-        base.update(kw)
-        return types.SimpleNamespace(**base)
-
-    assert type(create_loss(cfg(distill_model="ViT-L-14", model="coca_ViT-B-32"))) is DistillClipLoss
-    coca = create_loss(
-        cfg(model="coca_ViT-B-32", coca_caption_loss_weight=3.0, coca_contrastive_loss_weight=0.5)
-    )
+def test_create_loss_builds_the_loss_the_spec_names():
+    coca = create_loss(LossSpec("coca", coca_caption_weight=3.0, coca_contrastive_weight=0.5, pad_id=7))
     assert type(coca) is CoCaLoss and coca.caption_loss_weight == 3.0 and coca.clip_loss_weight == 0.5
-
-    class CoCa(torch.nn.Module):
-        pad_id = 7
-
-    assert create_loss(cfg(model="custom.json"), CoCa()).pad_id == 7
-    assert type(create_loss(cfg(siglip=True, loss_dist_impl="shift"))) is SigLipLoss
-    clip = create_loss(cfg())
+    assert coca.pad_id == 7
+    assert type(create_loss(LossSpec("distill"))) is DistillClipLoss
+    siglip = create_loss(LossSpec("siglip", siglip_dist_impl="shift"))
+    assert type(siglip) is SigLipLoss and siglip.dist_impl == "shift"
+    clip = create_loss(LossSpec(local_loss=True, gather_with_grad=True))
     assert type(clip) is ClipLoss and clip.local_loss and clip.gather_with_grad
+    with pytest.raises(ValueError, match="unknown loss kind"):
+        create_loss(LossSpec("triplet"))
 
 
 # ---- distributed: each rank holds a slice; compare with one process on the whole batch ----

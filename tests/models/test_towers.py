@@ -11,7 +11,8 @@ from clipctl.config import get_model_config
 from clipctl.errors import ClipctlError
 from clipctl.models import CLIP, CoCa, CustomTextCLIP, build_model_from_config
 from clipctl.models.layers import LayerNormFp32, QuickGELU
-from clipctl.models.precision import convert_weights_to_lp, get_cast_dtype, get_input_dtype
+from clipctl.models.precision import convert_weights_to_lp
+from clipctl.runtime import get_cast_dtype, get_input_dtype
 
 
 @pytest.fixture(autouse=True, scope="module")

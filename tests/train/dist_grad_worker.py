@@ -14,9 +14,10 @@ from torch import nn
 
 from clipctl.api import create_model
 from clipctl.config.run import resolve_run_config
-from clipctl.models.losses import create_loss
+from clipctl.runtime import plan_precision
 from clipctl.train.distributed import cleanup, init_distributed
-from clipctl.train.step import plan_precision, train_step
+from clipctl.train.losses import build_loss
+from clipctl.train.step import train_step
 
 
 def main(model_json: str, out_path: str, global_batch: int) -> None:
@@ -35,7 +36,7 @@ def main(model_json: str, out_path: str, global_batch: int) -> None:
     rows = slice(env.rank * per_rank, (env.rank + 1) * per_rank)
     if env.distributed:
         model = nn.parallel.DistributedDataParallel(model)
-    loss_fn = create_loss(cfg, model)
+    loss_fn = build_loss(cfg, model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     grads: dict[str, torch.Tensor] = {}
 

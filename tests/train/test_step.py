@@ -11,8 +11,9 @@ import torch
 from clipctl.api import create_model
 from clipctl.config.run import resolve_run_config
 from clipctl.models.losses import ClipLoss
+from clipctl.runtime import plan_precision
 from clipctl.train.optim import Schedule, build_optimizer, param_groups
-from clipctl.train.step import LOGIT_SCALE_MAX, plan_precision, train_step
+from clipctl.train.step import LOGIT_SCALE_MAX, train_step
 from tests.train.engine_helpers import write_tiny_model
 
 
