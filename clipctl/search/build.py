@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from clipctl.errors import ClipctlError
+from clipctl.fileio import atomic_folder
 from clipctl.search import layout
 from clipctl.search.knn import normalize_rows
 from clipctl.search.planner import (
@@ -135,7 +134,7 @@ def _ingest(
     source: EmbeddingSource, folder: Path, count_before: int, row_filter: _RowFilter, progress: bool
 ) -> tuple[pa.Table | None, int, int]:
     """Append the source's new rows to ``folder``'s vectors file; returns (their metadata, count, missing)."""
-    from clipctl.eval.runtime import progress_bar
+    from clipctl.runtime import progress_bar
 
     tables, added, missing = [], 0, 0
     with progress_bar(progress, source.num_rows, "reading embeddings") as advance:
@@ -179,20 +178,6 @@ def _plan_from(manifest: dict[str, Any]) -> IndexPlan:
 
 
 # -- publishing ---------------------------------------------------------------------------------------------
-
-
-def _publish(stage: Path, out: Path) -> None:
-    """Move a finished index folder into place; an index already there (--overwrite) is replaced whole."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp made it 0700
-    if not out.exists():
-        os.rename(stage, out)
-        return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    os.rename(out, old / "index")
-    os.rename(stage, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -274,9 +259,8 @@ def build_index(
         src, modality=options.modality, overrides={"model": options.model, "pretrained": options.pretrained}
     )
     _check_disk(out, source)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
-    try:
+    # staged beside `out` and renamed into place when complete; an existing index (--overwrite) is swapped out whole
+    with atomic_folder(out) as stage:
         manifest = _base_manifest(source)
         row_filter = _RowFilter(source.key_column)
         rows, added, missing = _ingest(source, stage, 0, row_filter, options.progress)
@@ -291,9 +275,6 @@ def build_index(
         _finish_faiss(stage, manifest, plan, options.target_recall, fresh=True)
         _record_source(manifest, source, added)
         layout.write_manifest(stage, manifest)
-        _publish(stage, out)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return _summary(out, manifest, added, row_filter, missing, started, appended=False)
 
 

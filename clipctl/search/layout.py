@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from clipctl.errors import ClipctlError
-from clipctl.fileio import write_bytes_atomic, write_json_atomic
+from clipctl.fileio import write_bytes_atomic, write_json_atomic, write_with
 
 MANIFEST = "clipctl_index.json"
 VECTORS = "vectors.f32"
@@ -127,21 +126,9 @@ def faiss_name(generation: int) -> str:
 
 
 def write_faiss(folder: Path, name: str, index: object) -> None:
-    """faiss writes to a path, not to bytes we could hand to fileio without a second in-memory copy of the
-    index; so: a temporary name in the same folder, fsync, rename."""
     import faiss
 
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_with(folder / name, lambda tmp: faiss.write_index(index, str(tmp)))
 
 
 def read_faiss(folder: Path, name: str, *, mmap: bool) -> object:

@@ -71,14 +71,16 @@ class QueryEncoder:
         precision: str | None = None,
     ):
         from clipctl.api import get_tokenizer
-        from clipctl.embed.job import load_encoder
-        from clipctl.eval.runtime import parse_device, plan_precision
+        from clipctl.embed.job import PRECISIONS, load_encoder
+        from clipctl.runtime import parse_device, plan_precision
 
         model_name, weights = choose_weights(manifest, model, pretrained)
-        precision = precision or manifest.get("precision") or "fp32"
         torch_device = parse_device(device)
-        plan_precision(precision, torch_device)  # refuses fp16 on a CPU with the usual message
-        self.encoder, self.preprocess, _ = load_encoder(model_name, weights, precision, torch_device, True)
+        # the precision the rows were embedded with (fp16 on a CPU is refused with the usual message)
+        plan = plan_precision(
+            precision or manifest.get("precision") or "fp32", torch_device, choices=PRECISIONS
+        )
+        self.encoder, self.preprocess, _ = load_encoder(model_name, weights, plan, torch_device, True)
         self.tokenizer = get_tokenizer(model_name)
         self.model_name = model_name
         self.dim = int(manifest["dim"])

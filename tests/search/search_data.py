@@ -38,10 +38,16 @@ def shape_images(folder: Path, per_class: int, classes: int = 8, size: int = 64,
     return paths
 
 
+def embed_options(weights: Path, **kwargs):  # noqa: ANN201 - EmbedOptions
+    from clipctl.embed.job import EmbedOptions
+
+    return EmbedOptions(model=MODEL, pretrained=str(weights), workers=0, batch_size=64, **kwargs)
+
+
 def embed_folder(images: Path, out: Path, weights: Path, **kwargs) -> Path:
     from clipctl.embed import embed_images
 
-    embed_images(images, out, model=MODEL, pretrained=str(weights), workers=0, batch_size=64, **kwargs)
+    embed_images(images, out, embed_options(weights, **kwargs))
     return out
 
 

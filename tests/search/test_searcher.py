@@ -10,7 +10,7 @@ import pytest
 
 from clipctl.errors import ClipctlError
 from clipctl.search import IndexOptions, Searcher, SearchIndex, build_index, search
-from tests.search.search_data import MODEL, embed_folder, random_parquet, shape_images, tiny_weights
+from tests.search.search_data import embed_folder, embed_options, random_parquet, shape_images, tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_captions_are_found_from_images_and_text(indexed, tmp_path):
     captions = tmp_path / "captions.txt"
     lines = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
     captions.write_text("\n".join(lines) + "\n")
-    embed_texts(captions, tmp_path / "captions.parquet", model=MODEL, pretrained=str(weights))
+    embed_texts(captions, tmp_path / "captions.parquet", embed_options(weights))
     build_index(tmp_path / "captions.parquet", tmp_path / "cap-idx")
     searcher = Searcher(tmp_path / "cap-idx")
     assert searcher.index.modality == "text"
