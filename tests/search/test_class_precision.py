@@ -28,7 +28,9 @@ def test_precision_at_10_per_class_is_bounded_by_zero_shot_accuracy(tmp_path):
 
     mean = sum(c.precision for c in per_class) / len(per_class)
     bound = precision_bound(report.top1, report.chance_top1)
-    print(f"\nzero-shot top-1 {report.top1:.3f} (chance {report.chance_top1:.3f}); mean precision@10 {mean:.3f}")
+    print(
+        f"\nzero-shot top-1 {report.top1:.3f} (chance {report.chance_top1:.3f}); mean precision@10 {mean:.3f}"
+    )
     print("  ".join(f"{c.classname}: {c.precision:.1f}" for c in per_class))
     assert all(c.relevant == 12 for c in per_class)
     assert mean >= bound, f"mean precision@10 {mean:.3f} < {bound:.3f} (half way from chance to top-1)"

@@ -31,5 +31,7 @@ def test_approximate_recall_on_embeddings_of_generated_images(tmp_path):
     _, ids = searcher.index.search_ids(queries, 10)
     image_recall = recall_at_k(ids[: len(new_images)], truth[: len(new_images)])
     text_recall = recall_at_k(ids[len(new_images) :], truth[len(new_images) :])
-    print(f"\nrecall@10 vs numpy: images {image_recall:.3f}, text {text_recall:.3f}, tuned {summary.expected_recall}")
+    print(
+        f"\nrecall@10 vs numpy: images {image_recall:.3f}, text {text_recall:.3f}, tuned {summary.expected_recall}"
+    )
     assert image_recall >= 0.95 and text_recall >= 0.95
