@@ -5,13 +5,13 @@ by the same code."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clipctl.errors import ClipctlError
+from clipctl.search.batching import MicroBatcher
 
 MAX_QUERY_PIXELS = 40_000_000  # an upload larger than this is refused before it is decoded
 
@@ -58,8 +58,8 @@ def choose_weights(manifest: dict[str, Any], model: str | None, pretrained: str 
 
 
 class QueryEncoder:
-    """Text and image queries -> unit float32 vectors of the index's dimension. Thread-safe (one model call
-    at a time: concurrent calls would only fight over the same cores)."""
+    """Text and image queries -> unit float32 vectors of the index's dimension. Thread-safe: concurrent
+    queries are batched into shared model calls (see ``batching.py``) rather than fighting over the cores."""
 
     def __init__(
         self,
@@ -84,7 +84,8 @@ class QueryEncoder:
         self.tokenizer = get_tokenizer(model_name)
         self.model_name = model_name
         self.dim = int(manifest["dim"])
-        self._lock = threading.Lock()
+        self._texts = MicroBatcher(self._encode_texts)
+        self._images = MicroBatcher(self._encode_images)
         found = self.texts([""]).shape[1]
         if found != self.dim:
             raise ClipctlError(
@@ -92,17 +93,21 @@ class QueryEncoder:
             )
 
     def texts(self, texts: list[str]) -> np.ndarray:
-        tokens = self.tokenizer(list(texts))
-        with self._lock:
-            return self.encoder.texts(tokens).numpy()
+        return np.stack(self._texts.map(list(self.tokenizer(list(texts)))))
 
     def images(self, images: list[Any]) -> np.ndarray:
         """PIL images (or paths), preprocessed exactly as `clipctl embed` preprocesses the files it reads."""
+        return np.stack(self._images.map([self.preprocess(_as_image(image)) for image in images]))
+
+    def _encode_texts(self, tokens: list[Any]) -> list[np.ndarray]:
         import torch
 
-        pixels = torch.stack([self.preprocess(_as_image(image)) for image in images])
-        with self._lock:
-            return self.encoder.images(pixels).numpy()
+        return list(self.encoder.texts(torch.stack(tokens)).numpy())
+
+    def _encode_images(self, pixels: list[Any]) -> list[np.ndarray]:
+        import torch
+
+        return list(self.encoder.images(torch.stack(pixels)).numpy())
 
 
 def _as_image(image: Any) -> Any:

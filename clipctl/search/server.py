@@ -10,6 +10,10 @@ with 413 beyond; model calls run in worker threads so the event loop keeps answe
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
@@ -195,6 +199,34 @@ def create_app(service: SearchService) -> Starlette:
         middleware=middleware,
         exception_handlers={RequestError: request_error, 404: http_error, 405: http_error},
     )
+
+
+@contextmanager
+def running_server(service: SearchService, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve on an ephemeral port in a background thread for the duration of the block; yields the base URL
+    (tests, benchmarks and the demo's self-check use it)."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            sock.close()
+            raise RuntimeError("the search server did not start")
+        time.sleep(0.02)
+    try:
+        shown = f"[{host}]" if ":" in host else host
+        yield f"http://{shown}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
 
 
 def run_server(service: SearchService, host: str, port: int, *, log_level: str = "warning") -> None:

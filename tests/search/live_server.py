@@ -1,39 +1,13 @@
-"""A real `clipctl serve` (uvicorn on 127.0.0.1, an ephemeral port) in a background thread, and raw HTTP
-requests that no client library normalises (so ``..`` and odd encodings reach the server as sent)."""
+"""A real `clipctl serve` for tests (uvicorn on 127.0.0.1, an ephemeral port, in a background thread), and raw
+HTTP requests that no client library normalises (so ``..`` and odd encodings reach the server as sent)."""
 
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from clipctl.search.server import create_app
-from clipctl.search.service import SearchService
+from clipctl.search.server import running_server as live_server
 
-
-@contextmanager
-def live_server(service: SearchService) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(service), log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+__all__ = ["live_server", "raw_get"]
 
 
 def raw_get(base_url: str, target: str) -> tuple[int, bytes]:
