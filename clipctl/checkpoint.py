@@ -5,15 +5,14 @@ training checkpoint (``{"state_dict": ...}``) or DDP's ``module.`` prefix; and O
 archives. Pickles are opened with ``weights_only=True`` unless the caller opts out.
 
 Loading is strict: a checkpoint that does not fit the model is refused with the first missing, unexpected and
-mis-shaped keys named, never half-loaded. Tower modules may define ``adapt_state_dict(state_dict, model)`` to
-convert foreign layouts into their own key names (see ``clipctl/models/unireplknet.py``); it is called here.
+mis-shaped keys named, never half-loaded. Tower families that convert foreign layouts into their own key names
+are listed in ``clipctl/models/state_dict_adapters.py``; their converters are called here.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 
 from clipctl import fileio
 from clipctl.errors import CheckpointError
+from clipctl.models.state_dict_adapters import adapter_for
 
 # Keys OpenAI's TorchScript models keep as attributes, not weights.
 _OPENAI_JIT_ATTRIBUTES = ("input_resolution", "context_length", "vocab_size")
@@ -149,8 +149,8 @@ def adapt_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module) -> d
     state_dict.pop("text.transformer.embeddings.position_ids", None)
 
     for module in _tower_modules(model):
-        adapter = getattr(sys.modules.get(type(module).__module__), "adapt_state_dict", None)
-        if adapter is not None and adapter is not adapt_state_dict:
+        adapter = adapter_for(module)
+        if adapter is not None:
             state_dict = adapter(state_dict, model)
 
     for key in ("logit_scale", "logit_bias"):

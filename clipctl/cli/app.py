@@ -40,11 +40,5 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:  # not written yet
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(module_name).register(app)
     return app

@@ -34,6 +34,7 @@ from clipctl.embed.sources import ImageItem, open_image_source, read_caption_lin
 from clipctl.embed.writer import ClipRetrievalStore, EmbeddingStore, ParquetStore
 from clipctl.errors import ClipctlError, RunFailure
 from clipctl.runtime import (
+    CAST_PRECISIONS,
     PrecisionPlan,
     available_cores,
     check_workers,
@@ -43,8 +44,6 @@ from clipctl.runtime import (
     set_worker_threads,
 )
 
-# the weights cast (OpenCLIP's mixed modes): autocast is slower than float32 on a CPU, a cast model is not
-PRECISIONS = ("fp32", "bf16", "fp16")
 FORMATS = ("parquet", "clip-retrieval")
 
 
@@ -87,7 +86,7 @@ def _check_choices(fmt: str, batch_size: int) -> None:
 
 def _plan(device: str | torch.device, precision: str) -> tuple[torch.device, PrecisionPlan]:
     torch_device = parse_device(device)
-    return torch_device, plan_precision(precision, torch_device, choices=PRECISIONS)
+    return torch_device, plan_precision(precision, torch_device, choices=CAST_PRECISIONS)
 
 
 def load_encoder(

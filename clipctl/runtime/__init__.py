@@ -13,6 +13,7 @@ from typing import Any
 _EXPORTS = {
     "parse_device": "device",
     "device_for_rank": "device",
+    "CAST_PRECISIONS": "precision",
     "INFERENCE_PRECISIONS": "precision",
     "PRECISIONS": "precision",
     "PrecisionPlan": "precision",

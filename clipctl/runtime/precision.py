@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "fp16", "bf16", "pure_fp16", "pure_bf16", "amp", "amp_bf16", "amp_bfloat16")
 # what the inference commands (zeroshot, eval, embed, caption) offer: the training-only aliases are left out
 INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16", "amp", "amp_bf16")
+# what `clipctl embed` offers: weights cast as a whole (autocast is slower than float32 on a CPU, a cast model
+# is not)
+CAST_PRECISIONS = ("fp32", "bf16", "fp16")
 
 # dtype names, not dtypes: the table is read by the config layer, which does not import torch
 _LOW = {"fp16": "float16", "bf16": "bfloat16", "pure_fp16": "float16", "pure_bf16": "bfloat16"}

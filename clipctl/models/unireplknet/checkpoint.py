@@ -2,8 +2,8 @@
 ``visual.trunk.``, training or deploy (re-parameterised) form, with the trunk's head or ``visual.head.proj`` as the
 projection; a state dict that would load only in part is refused with the keys named.
 
-``clipctl.models.unireplknet`` re-exports these names: ``clipctl.checkpoint`` finds ``adapt_state_dict`` in the
-module that defines the trunk class.
+``clipctl.checkpoint`` calls :func:`adapt_state_dict` for a model whose image trunk is a UniRepLKNet (see
+``clipctl.models.state_dict_adapters``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from clipctl.errors import CheckpointError
-from clipctl.models.unireplknet import (
+from clipctl.models.unireplknet.model import (
     UniRepLKNet,
     dilate_kernel,
     fuse_conv_bn,
