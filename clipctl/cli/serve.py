@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
             raise ClipctlError(f"--port must be between 1 and 65535, got {port}")
         if max_upload_mb <= 0:
             raise ClipctlError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+        from clipctl.search.deps import SERVE_MODULES, require
+
+        require(SERVE_MODULES, "clipctl serve")
         from clipctl.search.server import run_server
         from clipctl.search.service import SearchService, ServeOptions
 

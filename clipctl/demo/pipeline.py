@@ -3,7 +3,7 @@
 1. ``clipctl data synth``   coloured shapes -> webdataset shards + a held-out ImageFolder split
 2. ``clipctl train``        the ``demo`` recipe on those shards -> run folder, checkpoints, metrics.jsonl
 3. ``clipctl zeroshot``     the final checkpoint on the held-out split -> results JSON
-4. ``clipctl embed``        the held-out images -> Parquet
+4. ``clipctl embed``        the held-out images -> Parquet; ``clipctl index`` + ``clipctl search`` over them
 5. two PNGs in the run folder: the loss curve, and a grid of held-out images with the predicted class
 
 Every step calls the job function behind the command, so the demo fails exactly where a user's run would.
@@ -24,6 +24,7 @@ from clipctl.demo.outdir import check_demo_disk_space, prepare_demo_dir, read_ma
 from clipctl.demo.settings import (
     DATA_DIR,
     EMBEDDINGS_FILE,
+    INDEX_DIR,
     LOSS_CURVE_FILE,
     MANIFEST_VERSION,
     PREDICTIONS_FILE,
@@ -75,6 +76,7 @@ class DemoReport:
     num_embedded: int
     data_reused: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)  # clipctl.search.showcase.SearchShowcase as a dict
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -250,6 +252,15 @@ def _embed(model: str, checkpoint: Path, heldout_dir: str, parquet: Path) -> int
     return summary.total_rows
 
 
+def _search(parquet: Path, index_dir: Path, data_summary: Any, top1: float) -> dict[str, Any]:
+    """``clipctl index`` over the held-out embeddings, an example query, and precision@10 per class."""
+    from clipctl.data.synth import class_folders
+    from clipctl.search.showcase import index_and_search
+
+    folders = [folder for folder, _, _ in class_folders()]
+    return index_and_search(parquet, index_dir, folders, data_summary.classnames, top1).to_dict()
+
+
 def _prediction_grid(
     model: str, checkpoint: Path, data_summary: Any, parquet: Path, png: Path, count: int
 ) -> None:
@@ -316,6 +327,9 @@ def run_demo(
     one line as each stage starts.
     """
     started = time.perf_counter()
+    from clipctl.search.deps import require
+
+    require(what="the demo (it ends with a search)")
     settings = settings or settings_for(quick)
     out = Path(out_dir)
     model, image_size = _recipe_model(settings)
@@ -356,10 +370,13 @@ def run_demo(
     seconds["zeroshot"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    _say(announce, "4/4 embedding the held-out images")
+    _say(announce, "4/4 embedding the held-out images, indexing and searching them")
     parquet = out / EMBEDDINGS_FILE
     num_embedded = _embed(model, checkpoint, data.heldout_dir, parquet)
     seconds["embed"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    search = _search(parquet, out / INDEX_DIR, data, _top_k(results, 1))
+    seconds["search"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     from clipctl.demo.plots import plot_loss_curve
@@ -397,6 +414,7 @@ def run_demo(
         num_embedded=num_embedded,
         data_reused=bool(reuse and data.reused),
         seconds={k: round(v, 2) for k, v in seconds.items()},
+        search=search,
     )
     write_manifest(out, {"parameters": parameters, "status": "done", "report": report.to_dict()})
     return report

@@ -23,6 +23,7 @@ import pyarrow as pa
 from clipctl.errors import ClipctlError
 from clipctl.fileio import atomic_folder
 from clipctl.search import layout
+from clipctl.search.deps import require
 from clipctl.search.knn import normalize_rows
 from clipctl.search.planner import (
     DEFAULT_EXACT_BELOW,
@@ -250,6 +251,7 @@ def build_index(
     src: str | os.PathLike, out: str | os.PathLike, options: IndexOptions | None = None
 ) -> IndexSummary:
     """Build a new index of ``src`` in ``out`` (refused if ``out`` holds one, unless ``options.overwrite``)."""
+    require(what="clipctl index")
     options = options or IndexOptions()
     max_memory = _check_options(options)
     started = time.perf_counter()
@@ -381,6 +383,7 @@ def append_index(
     src: str | os.PathLike, out: str | os.PathLike, options: IndexOptions | None = None
 ) -> IndexSummary:
     """Add the rows of ``src`` that the index in ``out`` does not hold yet."""
+    require(what="clipctl index")
     options = options or IndexOptions()
     _check_options(options)
     started = time.perf_counter()

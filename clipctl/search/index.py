@@ -13,6 +13,7 @@ import numpy as np
 
 from clipctl.errors import ClipctlError
 from clipctl.search import layout
+from clipctl.search.deps import require
 from clipctl.search.knn import exact_search, ivf_search, normalize_rows, trim
 from clipctl.search.planner import IndexPlan
 
@@ -35,6 +36,7 @@ class SearchIndex:
     """Search one index folder by vectors; see :class:`clipctl.search.Searcher` for text and image queries."""
 
     def __init__(self, folder: str | os.PathLike, *, mmap: bool = True):
+        require(what="searching an index")
         self.folder = Path(folder).expanduser()
         self.manifest = layout.read_manifest(self.folder)
         self.dim = int(self.manifest["dim"])

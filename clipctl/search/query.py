@@ -71,14 +71,14 @@ class QueryEncoder:
         precision: str | None = None,
     ):
         from clipctl.api import get_tokenizer
-        from clipctl.embed.job import PRECISIONS, load_encoder
-        from clipctl.runtime import parse_device, plan_precision
+        from clipctl.embed.job import load_encoder
+        from clipctl.runtime import CAST_PRECISIONS, parse_device, plan_precision
 
         model_name, weights = choose_weights(manifest, model, pretrained)
         torch_device = parse_device(device)
         # the precision the rows were embedded with (fp16 on a CPU is refused with the usual message)
         plan = plan_precision(
-            precision or manifest.get("precision") or "fp32", torch_device, choices=PRECISIONS
+            precision or manifest.get("precision") or "fp32", torch_device, choices=CAST_PRECISIONS
         )
         self.encoder, self.preprocess, _ = load_encoder(model_name, weights, plan, torch_device, True)
         self.tokenizer = get_tokenizer(model_name)

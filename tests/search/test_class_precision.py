@@ -3,14 +3,12 @@ asserted against a bound derived from the same model's zero-shot accuracy (``pre
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from clipctl.demo import run_demo
 from clipctl.demo.settings import DemoSettings
 from clipctl.search import IndexOptions, Searcher, build_index
-from clipctl.search.metrics import class_precision_at_k, precision_bound
+from clipctl.search.metrics import precision_bound
 from clipctl.search.tuning import recall_at_k
 
 # The quick demo's training, with 12 held-out images per class so that precision@10 can reach 1.
@@ -19,28 +17,25 @@ SETTINGS = DemoSettings(recipe="demo_quick", num_train=2_048, num_heldout_per_cl
 
 @pytest.mark.slow
 def test_precision_at_10_per_class_is_bounded_by_zero_shot_accuracy(tmp_path):
-    report = run_demo(tmp_path / "demo", settings=SETTINGS, seed=0)
-    build_index(report.embeddings_parquet, tmp_path / "idx")
-    searcher = Searcher(tmp_path / "idx")
-    folders = sorted(p.name for p in Path(report.data_dir, "heldout").iterdir() if p.is_dir())
-    classnames = Path(report.data_dir, "classnames.txt").read_text().splitlines()
-    per_class = class_precision_at_k(searcher, folders, classnames, k=10)
-
-    mean = sum(c.precision for c in per_class) / len(per_class)
-    bound = precision_bound(report.top1, report.chance_top1)
+    report = run_demo(tmp_path / "demo", settings=SETTINGS, seed=0)  # its last step indexes and searches
+    search = report.search
+    per_class = search["per_class"]
     print(
-        f"\nzero-shot top-1 {report.top1:.3f} (chance {report.chance_top1:.3f}); mean precision@10 {mean:.3f}"
+        f"\nzero-shot top-1 {report.top1:.3f} (chance {report.chance_top1:.3f}); "
+        f"mean precision@10 {search['precision']:.3f} (bound {search['bound']:.3f})"
     )
-    print("  ".join(f"{c.classname}: {c.precision:.1f}" for c in per_class))
-    assert all(c.relevant == 12 for c in per_class)
-    assert mean >= bound, f"mean precision@10 {mean:.3f} < {bound:.3f} (half way from chance to top-1)"
-    above_chance = sum(c.precision > report.chance_top1 for c in per_class)
+    print("  ".join(f"{name}: {p:.1f}" for name, p in per_class.items()))
+    assert search["k"] == 10 and len(per_class) == 32
+    assert search["bound"] == pytest.approx(precision_bound(report.top1, report.chance_top1))
+    assert search["precision"] >= search["bound"], "mean precision@10 below half way from chance to top-1"
+    above_chance = sum(p > report.chance_top1 for p in per_class.values())
     assert above_chance >= 0.75 * len(per_class), f"only {above_chance} classes above chance"
 
     # the same trained embeddings through an approximate index: it finds what the exact one finds
+    searcher = Searcher(search["index_dir"])
     build_index(report.embeddings_parquet, tmp_path / "ivf", IndexOptions(exact_below=0))
     approximate = Searcher(tmp_path / "ivf")
-    vectors = searcher.encoder.texts([f"a photo of a {name}." for name in classnames])
+    vectors = searcher.encoder.texts([f"a photo of a {name}." for name in per_class])
     _, exact_ids = searcher.index.search_ids(vectors, 10)
     _, approx_ids = approximate.index.search_ids(vectors, 10)
     assert recall_at_k(approx_ids, exact_ids) >= 0.95
