@@ -189,6 +189,10 @@ class SearchService:
     def result_json(self, name: str, hit: Hit) -> dict[str, Any]:
         entry = hit.to_dict()
         entry.pop("file")
+        # other metadata columns pass through when JSON can hold them (not bytes, nested lists, ...)
+        entry["fields"] = {
+            k: v for k, v in hit.fields.items() if v is None or isinstance(v, (str, int, float, bool))
+        }
         if hit.file:
             entry["thumbnail"] = f"/thumb/{name}/{hit.id}"
             entry["image"] = f"/image/{name}/{hit.id}"
