@@ -143,8 +143,10 @@ def random_section(args: argparse.Namespace, work: Path) -> dict:
         "rss_anon_growth_mib": round(after["RssAnon"] - before["RssAnon"], 1),
         "rss_file_growth_mib": round(after["RssFile"] - before["RssFile"], 1),
     }
+    print(json.dumps({"random": result}), flush=True)
     if args.clip_retrieval_python:
         result["autofaiss"] = autofaiss_section(args, work, vectors, queries, truth)
+        print(json.dumps({"autofaiss": result["autofaiss"]}), flush=True)
     return result
 
 
@@ -300,7 +302,6 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if args.n:
             results["random"] = random_section(args, work)
-            print(json.dumps({"random": results["random"]}), flush=True)
         if args.images:
             results["real"], index_dir = real_section(args, work)
             print(json.dumps({"real": results["real"]}), flush=True)
