@@ -51,6 +51,19 @@ def embed_folder(images: Path, out: Path, weights: Path, **kwargs) -> Path:
     return out
 
 
+def indexed_shapes(
+    root: Path, per_class: int, classes: int = 8, index: str = "idx"
+) -> tuple[Path, list[Path]]:
+    """Weights, ``root/images`` of generated shapes, their embeddings ``root/emb.parquet`` and an exact index
+    ``root/INDEX``; returns the weights file and the image paths."""
+    weights = tiny_weights(root)
+    paths = shape_images(root / "images", per_class=per_class, classes=classes)
+    from clipctl.search import build_index
+
+    build_index(embed_folder(root / "images", root / "emb.parquet", weights), root / index)
+    return weights, paths
+
+
 def random_parquet(path: Path, vectors: np.ndarray, *, start: int = 0, settings: dict | None = None) -> Path:
     """A Parquet file shaped like `clipctl embed` output, with made-up keys ``img/N.jpg`` from ``start``."""
     dim = vectors.shape[1]

@@ -8,10 +8,9 @@ import shutil
 
 import pytest
 
-from clipctl.search import build_index
 from clipctl.search.service import SearchService
 from tests.search.live_server import live_server
-from tests.search.search_data import embed_folder, shape_images, tiny_weights
+from tests.search.search_data import indexed_shapes
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -59,9 +58,7 @@ def test_the_page_searches_and_shows_thumbnails(browser, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    weights = tiny_weights(tmp_path)
-    paths = shape_images(tmp_path / "images", per_class=3)
-    build_index(embed_folder(tmp_path / "images", tmp_path / "emb.parquet", weights), tmp_path / "shapes")
+    _, paths = indexed_shapes(tmp_path, per_class=3, index="shapes")
     wait = WebDriverWait(browser, 60)
     with live_server(SearchService([tmp_path / "shapes"])) as base:
         browser.get(base + "/")

@@ -9,18 +9,15 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from clipctl.search import build_index
 from clipctl.search.server import create_app
 from clipctl.search.service import SearchService, ServeOptions
-from tests.search.search_data import embed_folder, shape_images, tiny_weights
+from tests.search.search_data import indexed_shapes
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("compat")
-    weights = tiny_weights(root)
-    paths = shape_images(root / "images", per_class=3)
-    build_index(embed_folder(root / "images", root / "emb.parquet", weights), root / "shapes")
+    _, paths = indexed_shapes(root, per_class=3, index="shapes")
     service = SearchService(
         [root / "shapes"], ServeOptions(max_k=20, allow_origins=("http://front.example",))
     )

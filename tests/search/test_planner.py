@@ -31,7 +31,9 @@ def test_codes_shrink_with_the_budget():
     assert plan_index(n, d, 400 << 20).codec == "SQ4"  # 264 MB
     pq = plan_index(n, d, 150 << 20)
     assert pq.codec.startswith("PQ") and pq.codec.endswith("x4fs") and pq.memory_bytes <= 150 << 20
-    assert pq.candidates(10, n) > plan_index(n, d, 4 << 30).candidates(10, n)  # coarser codes, more re-ranking
+    assert pq.candidates(10, n) > plan_index(n, d, 4 << 30).candidates(
+        10, n
+    )  # coarser codes, more re-ranking
     with pytest.raises(ClipctlError, match=r"need at least .* raise --max-index-memory"):
         plan_index(n, d, 10 << 20)
 

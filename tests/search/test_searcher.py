@@ -10,17 +10,13 @@ import pytest
 
 from clipctl.errors import ClipctlError
 from clipctl.search import IndexOptions, Searcher, SearchIndex, build_index, search
-from tests.search.search_data import embed_folder, embed_options, random_parquet, shape_images, tiny_weights
+from tests.search.search_data import embed_folder, embed_options, indexed_shapes, random_parquet
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     root = tmp_path_factory.mktemp("searcher")
-    weights = tiny_weights(root)
-    images = root / "images"
-    paths = shape_images(images, per_class=4)
-    parquet = embed_folder(images, root / "emb.parquet", weights)
-    build_index(parquet, root / "idx")
+    weights, paths = indexed_shapes(root, per_class=4)
     return root, weights, paths
 
 

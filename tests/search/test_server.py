@@ -12,20 +12,17 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from clipctl.search import SearchIndex, build_index
+from clipctl.search import SearchIndex
 from clipctl.search.server import create_app
 from clipctl.search.service import SearchService, ServeOptions
 from tests.search.live_server import live_server, raw_get
-from tests.search.search_data import embed_folder, shape_images, tiny_weights
+from tests.search.search_data import indexed_shapes
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
-    weights = tiny_weights(root)
-    images = root / "images"
-    paths = shape_images(images, per_class=3)
-    build_index(embed_folder(images, root / "emb.parquet", weights), root / "idx")
+    _, paths = indexed_shapes(root, per_class=3)
     service = SearchService([root / "idx"], ServeOptions(max_k=50, max_upload_bytes=200_000))
     return root, paths, service
 
@@ -166,10 +163,8 @@ def test_path_traversal_answers_404(served):
 
 
 def test_files_swapped_for_symlinks_out_of_the_index_answer_404(tmp_path):
-    weights = tiny_weights(tmp_path)
     images = tmp_path / "images"
-    paths = shape_images(images, per_class=2, classes=2)
-    build_index(embed_folder(images, tmp_path / "emb.parquet", weights), tmp_path / "idx")
+    _, paths = indexed_shapes(tmp_path, per_class=2, classes=2)
     client = TestClient(create_app(SearchService([tmp_path / "idx"])))
     assert all(client.get(f"/image/idx/{i}").status_code == 200 for i in range(4))
 
