@@ -139,6 +139,7 @@ def main() -> None:
     import torch
 
     from clipctl.embed import EmbedOptions, embed_images
+    from clipctl.runtime.cpu import describe_cpu
 
     cores = len(os.sched_getaffinity(0))
     cache = Path(args.cache_dir)
@@ -160,6 +161,7 @@ def main() -> None:
     print(
         f"{len(paths)} JPEGs, {args.model}, batch {args.batch_size}, {cores} cores, torch threads {torch.get_num_threads()}"
     )
+    print(f"cpu: {describe_cpu()}")
 
     cpu = cpu_seconds()
     reference, seconds = readme_loop(model, preprocess, paths, args.batch_size)

@@ -10,6 +10,7 @@ median rounds are reported, and the outputs are compared so that the speed is no
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -42,6 +43,7 @@ def main() -> None:
     import open_clip
 
     import clipctl
+    from clipctl.runtime.cpu import describe_cpu
 
     torch.manual_seed(0)
     reference = open_clip.create_model(args.model, pretrained=None).eval()
@@ -79,6 +81,7 @@ def main() -> None:
         f"{args.model}, float32, {args.threads} threads, image batch {args.batch_size}, "
         f"text batch {args.text_batch_size}, {args.rounds} alternating rounds"
     )
+    print(f"cpu: {describe_cpu()}; load average {os.getloadavg()[0]:.2f}")
     print(f"max |diff| image {img_diff:.2e}, text {txt_diff:.2e}")
     print(f"{'items/s':8} {'openclip best':>14} {'clipctl best':>13} {'ratio':>7} {'ratio of medians':>17}")
     for kind in ("image", "text"):

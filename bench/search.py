@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,21 +37,13 @@ from clipctl.search.tuning import recall_at_k  # noqa: E402
 
 
 def machine() -> dict:
-    flags, model = set(), platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
     import faiss
 
+    from clipctl.runtime import describe_cpu
+
     return {
-        "cpu": model,
-        "cores": len(os.sched_getaffinity(0)),
-        "native_bf16": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16")),
+        "cpu": describe_cpu(),  # model, cores, native bf16 (avx512_bf16 / amx_bf16)
+        "cores_usable": len(os.sched_getaffinity(0)),
         "load_average": os.getloadavg(),
         "numpy": np.__version__,
         "faiss": faiss.__version__,
@@ -316,9 +307,7 @@ def main() -> None:
 def report(results: dict) -> None:
     print("\n== summary ==")
     m = results["machine"]
-    print(
-        f"CPU {m['cpu']}, {m['cores']} cores, native bf16: {m['native_bf16'] or 'no'}; load {m['load_average']}"
-    )
+    print(f"CPU {m['cpu']}; {m['cores_usable']} usable; load {m['load_average']}")
     if "random" in results:
         r = results["random"]
         ratio = r["qps"]["clipctl"] / r["qps"]["numpy"]

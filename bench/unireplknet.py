@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import timm
@@ -55,6 +56,9 @@ def main() -> None:
     torch.manual_seed(0)
     images = torch.randn(args.batch_size, 3, args.size, args.size)
 
+    from clipctl.runtime.cpu import describe_cpu
+
+    print(f"cpu: {describe_cpu()}; load average {os.getloadavg()[0]:.2f}")
     print(
         f"CPU, float32, {args.threads} threads, batch {args.batch_size}, {args.size}x{args.size}, "
         f"best of {args.rounds} rounds"

@@ -9,8 +9,9 @@ reads JSON or knows about towers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,10 +20,16 @@ from clipctl.checkpoint import load_checkpoint
 from clipctl.config.resolver import LOCAL_DIR_PREFIX, ResolvedModel, merge_preprocess, resolve_model
 from clipctl.errors import ClipctlError
 
+if TYPE_CHECKING:
+    from clipctl.transforms import AugmentationCfg
+
 logger = logging.getLogger("clipctl")
+# an image preprocessing pipeline: PIL image in, tensor out
+Transform = Callable[[Any], torch.Tensor]
 
 
-def _weights_path(resolved: ResolvedModel, cache_dir: str | None):
+def weights_path(resolved: ResolvedModel, cache_dir: str | None = None) -> Path | None:
+    """The local file of a resolved model's weights (fetched from the Hub cache when they live there)."""
     source = resolved.weights
     if source is None:
         return None
@@ -64,9 +71,11 @@ def create_model(
     require_pretrained: bool = False,
     weights_only: bool = True,
     reparameterize: bool = False,
+    allow_random_weights: bool = False,
     **model_kwargs: Any,
 ) -> nn.Module:
-    """Build a model by name and load its weights strictly. See the README for the accepted names."""
+    """Build a model by name and load its weights strictly (names: see the README; ``pretrained="none"``:
+    random weights). ``allow_random_weights``: a ``local-dir:`` folder without weights is not refused."""
     from clipctl.models import build_model_from_config
     from clipctl.runtime import check_precision, get_cast_dtype
 
@@ -78,6 +87,7 @@ def create_model(
     resolved = resolve_model(
         model_name,
         pretrained,
+        allow_random_weights=allow_random_weights,
         cache_dir=cache_dir,
         force_quick_gelu=force_quick_gelu,
         force_custom_text=force_custom_text,
@@ -107,16 +117,23 @@ def create_model(
             model = build_model_from_config(model_cfg, output_dict=output_dict, **model_kwargs)
     else:
         model = build_model_from_config(model_cfg, output_dict=output_dict, **model_kwargs)
-        weights_path = _weights_path(resolved, cache_dir)
-        if weights_path is not None:
-            load_checkpoint(model, weights_path, strict=True, weights_only=weights_only)
+        weights_file = weights_path(resolved, cache_dir)
+        if weights_file is not None:
+            load_checkpoint(model, weights_file, strict=True, weights_only=weights_only)
         model.to(device=device)
     if reparameterize:  # fuse in float32, before any cast, so the merged kernels lose nothing
         from clipctl.models.unireplknet import reparameterize_model
 
         reparameterize_model(model)
     _apply_precision(model, precision)
+    _attach_origin(model, resolved, force_preprocess_cfg)
+    return model
 
+
+def _attach_origin(
+    model: nn.Module, resolved: ResolvedModel, force_preprocess_cfg: dict[str, Any] | None
+) -> None:
+    """What the transforms and writers read back from a model: its preprocessing, name and weights tag."""
     preprocess = dict(resolved.preprocess_cfg)
     image_size = getattr(model.visual, "image_size", None)
     if image_size is not None:
@@ -124,7 +141,6 @@ def create_model(
     model.visual.preprocess_cfg = merge_preprocess(preprocess, force_preprocess_cfg)
     model.clipctl_model_name = resolved.name
     model.clipctl_pretrained = resolved.pretrained
-    return model
 
 
 def _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode) -> dict[str, Any]:
@@ -136,7 +152,9 @@ def _preprocess_overrides(image_mean, image_std, image_interpolation, image_resi
     }
 
 
-def _transforms_for(model: nn.Module, aug_cfg: Any = None):
+def _transforms_for(
+    model: nn.Module, aug_cfg: Mapping[str, Any] | AugmentationCfg | None = None
+) -> tuple[Transform, Transform]:
     from clipctl.transforms import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
     cfg = PreprocessCfg(**merge_preprocess_dict(PreprocessCfg(), model.visual.preprocess_cfg))
@@ -152,9 +170,9 @@ def create_model_and_transforms(
     image_std: tuple[float, ...] | None = None,
     image_interpolation: str | None = None,
     image_resize_mode: str | None = None,
-    aug_cfg: Any = None,
+    aug_cfg: Mapping[str, Any] | AugmentationCfg | None = None,
     **kwargs: Any,
-):
+) -> tuple[nn.Module, Transform, Transform]:
     """``(model, preprocess_train, preprocess_val)``: transforms follow the pretrained tag's preprocessing."""
     overrides = _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
     model = create_model(
@@ -175,7 +193,7 @@ def create_model_from_pretrained(
     image_resize_mode: str | None = None,
     return_transform: bool = True,
     **kwargs: Any,
-):
+) -> nn.Module | tuple[nn.Module, Transform]:
     """Like OpenCLIP's: fails unless full weights load. Returns ``(model, preprocess_val)`` or the model."""
     overrides = _preprocess_overrides(image_mean, image_std, image_interpolation, image_resize_mode)
     model = create_model(
@@ -200,7 +218,7 @@ def get_tokenizer(
 
     if not model_name:
         return SimpleTokenizer(context_length=context_length or 77, **kwargs)
-    resolved = resolve_model(model_name, cache_dir=cache_dir)
+    resolved = resolve_model(model_name, cache_dir=cache_dir, allow_random_weights=True)  # only the config
     text_cfg = resolved.model_cfg.get("text_cfg", {})
     source = None
     if resolved.name.startswith(LOCAL_DIR_PREFIX) and text_cfg.get("hf_tokenizer_name"):

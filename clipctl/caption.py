@@ -10,9 +10,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipctl.errors import ClipctlError
+
+if TYPE_CHECKING:
+    from clipctl.config.resolver import ResolvedModel
 
 GENERATION_TYPES = ("beam_search", "top_k", "top_p")
 DEFAULT_MIN_LEN = 5
@@ -113,30 +116,8 @@ def _check_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def caption_images(
-    paths: Sequence[str | os.PathLike],
-    model_name: str,
-    pretrained: str | None = None,
-    *,
-    options: CaptionOptions | None = None,
-    device: str = "cpu",
-    batch_size: int = 8,
-    weights_only: bool = True,
-    on_caption: Callable[[Caption], None] | None = None,
-) -> list[Caption]:
-    """Caption each image; unreadable images get ``error`` set instead of a caption (never fatal)."""
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from clipctl.api import create_model_and_transforms, get_tokenizer
-    from clipctl.config.resolver import resolve_model
-
-    options = options or CaptionOptions()
-    check_options(options)
-    if batch_size < 1:
-        raise ClipctlError("--batch-size must be at least 1")
-    files = _check_images(paths)
-    resolved = resolve_model(model_name, pretrained)
+def _check_can_caption(resolved: ResolvedModel, model_name: str, options: CaptionOptions) -> None:
+    """Refuse, before any weights load, a model without a text decoder or weights, or a too long --max-len."""
     if "multimodal_cfg" not in resolved.model_cfg:
         raise ClipctlError(
             f"{model_name} is not a CoCa model, so it cannot caption (it has no text decoder); "
@@ -150,45 +131,26 @@ def caption_images(
     context = int(resolved.model_cfg.get("text_cfg", {}).get("context_length", 77))
     if options.max_len > context:
         raise ClipctlError(f"--max-len {options.max_len} is longer than the model's text context ({context})")
-    # Random weights caption nothing meaningful: weights are required (a tag, a file, or a hub/local folder).
-    model, _, preprocess = create_model_and_transforms(
-        model_name, pretrained, device=device, weights_only=weights_only, require_pretrained=True
-    )
-    model.eval()
-    tokenizer = get_tokenizer(model_name)
-    sot, eot = _special_ids(tokenizer)
-    pad = getattr(model, "pad_id", 0)
-    generator = None
-    if options.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(options.seed)
-        torch.manual_seed(options.seed)
 
-    results: list[Caption] = []
 
-    def emit(item: Caption) -> None:
-        results.append(item)
-        if on_caption is not None:
-            on_caption(item)
+@dataclass
+class _Captioner:
+    """A loaded CoCa model with its preprocessing, tokenizer and the generation settings of one job."""
 
-    for start in range(0, len(files), batch_size):
-        batch_paths, tensors = [], []
-        for path in files[start : start + batch_size]:
-            try:
-                with Image.open(path) as image:
-                    tensors.append(preprocess(image))
-                batch_paths.append(path)
-            except (UnidentifiedImageError, OSError, ValueError) as err:
-                reason = (
-                    "not an image"
-                    if isinstance(err, UnidentifiedImageError)
-                    else f"{type(err).__name__}: {err}"
-                )
-                emit(Caption(str(path), None, error=reason))
-        if not tensors:
-            continue
-        images = torch.stack(tensors).to(device)
-        ids = model.generate(
-            images,
+    model: Any
+    preprocess: Callable[[Any], Any]
+    tokenizer: Any
+    options: CaptionOptions
+    device: str
+    generator: Any = None
+
+    def captions(self, tensors: list[Any]) -> list[str]:
+        import torch
+
+        sot, eot = _special_ids(self.tokenizer)
+        options = self.options
+        ids = self.model.generate(
+            torch.stack(tensors).to(self.device),
             seq_len=options.max_len,
             generation_type=options.generation_type,
             min_seq_len=min(DEFAULT_MIN_LEN, options.max_len - 1),
@@ -200,9 +162,84 @@ def caption_images(
             repetition_penalty=options.repetition_penalty,
             sot_token_id=sot,
             eos_token_id=eot,
-            pad_token_id=pad,
-            generator=generator,
+            pad_token_id=getattr(self.model, "pad_id", 0),
+            generator=self.generator,
         )
-        for path, row in zip(batch_paths, ids.tolist(), strict=True):
-            emit(Caption(str(path), decode_caption(tokenizer, row, sot, eot)))
+        return [decode_caption(self.tokenizer, row, sot, eot) for row in ids.tolist()]
+
+
+def _load_captioner(
+    model_name: str, pretrained: str | None, options: CaptionOptions, device: str, weights_only: bool
+) -> _Captioner:
+    import torch
+
+    from clipctl.api import create_model_and_transforms, get_tokenizer
+    from clipctl.config.resolver import resolve_model
+
+    _check_can_caption(resolve_model(model_name, pretrained), model_name, options)
+    # Random weights caption nothing meaningful: weights are required (a tag, a file, or a hub/local folder).
+    model, _, preprocess = create_model_and_transforms(
+        model_name, pretrained, device=device, weights_only=weights_only, require_pretrained=True
+    )
+    model.eval()
+    captioner = _Captioner(model, preprocess, get_tokenizer(model_name), options, device)
+    if options.seed is not None:
+        captioner.generator = torch.Generator(device=device).manual_seed(options.seed)
+        torch.manual_seed(options.seed)
+    return captioner
+
+
+def _read_images(
+    files: Sequence[Path], preprocess: Callable[[Any], Any]
+) -> tuple[list[Path], list, list[Caption]]:
+    """The preprocessed images that could be read, their paths, and a failed :class:`Caption` for the others."""
+    from PIL import Image, UnidentifiedImageError
+
+    paths, tensors, failures = [], [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                tensors.append(preprocess(image))
+            paths.append(path)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            reason = (
+                "not an image" if isinstance(err, UnidentifiedImageError) else f"{type(err).__name__}: {err}"
+            )
+            failures.append(Caption(str(path), None, error=reason))
+    return paths, tensors, failures
+
+
+def caption_images(
+    paths: Sequence[str | os.PathLike],
+    model_name: str,
+    pretrained: str | None = None,
+    *,
+    options: CaptionOptions | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+    weights_only: bool = True,
+    on_caption: Callable[[Caption], None] | None = None,
+) -> list[Caption]:
+    """Caption each image; unreadable images get ``error`` set instead of a caption (never fatal)."""
+    options = options or CaptionOptions()
+    check_options(options)
+    if batch_size < 1:
+        raise ClipctlError("--batch-size must be at least 1")
+    files = _check_images(paths)
+    captioner = _load_captioner(model_name, pretrained, options, device, weights_only)
+
+    results: list[Caption] = []
+
+    def emit(item: Caption) -> None:
+        results.append(item)
+        if on_caption is not None:
+            on_caption(item)
+
+    for start in range(0, len(files), batch_size):
+        readable, tensors, failures = _read_images(files[start : start + batch_size], captioner.preprocess)
+        for failure in failures:
+            emit(failure)
+        if tensors:
+            for path, text in zip(readable, captioner.captions(tensors), strict=True):
+                emit(Caption(str(path), text))
     return results

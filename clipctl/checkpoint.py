@@ -25,6 +25,7 @@ from torch import nn
 from clipctl import fileio
 from clipctl.errors import CheckpointError
 from clipctl.models.state_dict_adapters import adapter_for
+from clipctl.pickle_globals import code_needed
 
 # Keys OpenAI's TorchScript models keep as attributes, not weights.
 _OPENAI_JIT_ATTRIBUTES = ("input_resolution", "context_length", "vocab_size")
@@ -41,12 +42,20 @@ def _is_torchscript_archive(path: Path) -> bool:
         )
 
 
-def _refuse_pickle(path: Path, err: Exception) -> CheckpointError:
-    found = next((line for line in str(err).splitlines() if "Unsupported global" in line), "")
-    needs = found.split("GLOBAL", 1)[-1].split(" was not", 1)[0].strip() if found else "custom objects"
+def _unreadable_pickle(path: Path, err: Exception, weights_only: bool) -> CheckpointError:
+    """Why ``torch.load`` refused ``path``, decided from the file (torch's wording changes between versions):
+    it needs code to load (only a refusal under ``weights_only``), or it is corrupt / not a PyTorch file."""
+    needed = code_needed(path) if weights_only else None
+    if needed:
+        shown = ", ".join(needed[:3]) + (f" and {len(needed) - 3} more" if len(needed) > 3 else "")
+        return CheckpointError(
+            f"{path} is a pickle that needs code to load ({shown}); refusing, because loading it could run "
+            "that code. If you trust the file, pass --unsafe-load (caption, export, push-to-hub; "
+            "`clipctl export --unsafe-load --out weights.safetensors` converts it for every other command) "
+            "or weights_only=False in Python"
+        )
     return CheckpointError(
-        f"{path} is a pickle that needs code to load ({needs}); refusing, because "
-        "such pickles can run arbitrary code. If you trust the file, pass --unsafe-load (weights_only=False in Python)"
+        f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({type(err).__name__})"
     )
 
 
@@ -78,12 +87,7 @@ def read_state_dict(
         try:
             state_dict = torch.load(path, map_location=map_location, weights_only=weights_only)
         except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt or unsafe files
-            message = str(err)
-            if "Unsupported global" in message:
-                raise _refuse_pickle(path, err) from err
-            raise CheckpointError(
-                f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({type(err).__name__})"
-            ) from err
+            raise _unreadable_pickle(path, err, weights_only) from err
     return _unwrap(state_dict, path)
 
 

@@ -17,6 +17,27 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def check_output_target(path: str | os.PathLike, *, what: str = "--out", kind: str | None = None) -> Path:
+    """Refuse, before any work, an output that can never be written: one of its parent folders is a file, or
+    ``path`` itself exists as the wrong ``kind`` (``"file"`` or ``"folder"``; None accepts either).
+
+    Raises ClipctlError (one line, exit 2) naming the flag (``what``); returns the path.
+    """
+    from clipctl.errors import ClipctlError
+
+    path = Path(path).expanduser()
+    for parent in path.absolute().parents:  # the closest existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise ClipctlError(f"{what} {path}: {parent} is a file, not a folder")
+            break
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ClipctlError(f"{what} {path} exists and is a file, not a folder")
+    if kind == "file" and path.is_dir():
+        raise ClipctlError(f"{what} {path} is a folder; give a file name")
+    return path
+
+
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)

@@ -17,6 +17,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = _HF_CACHE
 os.environ["HF_HOME"] = os.path.join(_HF_CACHE, "home")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# "internal error" is a bug in every test: with CLIPCTL_DEBUG the CLI re-raises instead of printing it, so an
+# in-process main() call fails the test with the traceback, and a subprocess prints one (never one line).
+os.environ["CLIPCTL_DEBUG"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402

@@ -15,6 +15,18 @@ TINY_VIT_CFG = {
 }
 
 
+def assert_user_error(stderr: str, message: str = "") -> str:
+    """A refusal as DESIGN.md's bad-input rule wants it: one ``clipctl: error:`` line naming the problem, never
+    an internal error or a traceback (``note:`` lines printed before the work started may precede it).
+    Returns the line."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("note: ")]
+    assert "internal error" not in stderr and "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("clipctl: error: "), stderr
+    assert message in lines[0], f"{message!r} not in {lines[0]!r}"
+    return lines[0]
+
+
 def write_model_config(folder: Path, name: str = "tiny-test", cfg: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"

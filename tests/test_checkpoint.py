@@ -1,3 +1,7 @@
+import os
+import pickle
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -54,11 +58,75 @@ class NeedsCode:  # a pickle that can only be loaded by running this module's co
     pass
 
 
-def test_pickles_that_need_code_are_refused_unless_unsafe_load(tmp_path, state):
-    path = tmp_path / "evil.pt"
-    torch.save({"state_dict": state, "extra": NeedsCode()}, path)
-    with pytest.raises(CheckpointError, match="unsafe-load"):
+class RunsCommand:  # unpickling calls os.system: must never happen without --unsafe-load
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class CallsEval:
+    def __reduce__(self):
+        return eval, ("1 + 1",)
+
+
+def _payloads(marker: Path) -> dict[str, tuple[object, str]]:
+    """name -> (object that needs code, the global the refusal must name)"""
+    return {
+        "os.system": (RunsCommand(marker), f"{os.system.__module__}.system"),
+        "builtins.eval": (CallsEval(), "builtins.eval"),
+        "custom class": (NeedsCode(), f"{__name__}.NeedsCode"),
+    }
+
+
+def _write(obj: object, path: Path, fmt: str) -> None:
+    if fmt == "zip":
+        torch.save(obj, path)
+    elif fmt == "legacy":
+        torch.save(obj, path, _use_new_zipfile_serialization=False)
+    else:
+        with open(path, "wb") as handle:
+            pickle.dump(obj, handle)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "plain-pickle"])
+@pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "custom class"])
+def test_pickles_that_need_code_are_refused_naming_the_code(tmp_path, state, fmt, payload):
+    marker = tmp_path / "ran"
+    obj, needed = _payloads(marker)[payload]
+    path = tmp_path / "w.pt"
+    _write({"state_dict": state, "extra": obj}, path, fmt)
+    with pytest.raises(CheckpointError) as err:
         read_state_dict(path)
+    message = str(err.value)
+    assert f"needs code to load ({needed})" in message and "--unsafe-load" in message and "\n" not in message
+    assert not marker.exists(), "the payload ran"
+
+
+def test_the_refusal_does_not_depend_on_torchs_wording(tmp_path, state, monkeypatch):
+    """torch 2.4 and 2.14 word the refusal differently; a future torch may again. The file decides."""
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": state, "extra": CallsEval()}, path)
+    real_load = torch.load
+
+    def reworded(*args, **kwargs):
+        try:
+            return real_load(*args, **kwargs)
+        except Exception as err:
+            raise pickle.UnpicklingError("load refused for reasons of its own") from err
+
+    monkeypatch.setattr(torch, "load", reworded)
+    with pytest.raises(CheckpointError, match=r"needs code to load \(builtins\.eval\)"):
+        read_state_dict(path)
+    plain = tmp_path / "plain.pt"
+    torch.save(state, plain)
+    assert read_state_dict(plain).keys() == state.keys()
+
+
+def test_a_trusted_pickle_loads_with_unsafe_load(tmp_path, state):
+    path = tmp_path / "trusted.pt"
+    torch.save({"state_dict": state, "extra": NeedsCode()}, path)
     assert read_state_dict(path, weights_only=False).keys() == state.keys()
 
 

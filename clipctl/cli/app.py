@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = [
     "clipctl.cli.train",
     "clipctl.cli.zeroshot",
     "clipctl.cli.eval",
+    "clipctl.cli.soup",
     "clipctl.cli.embed",
     "clipctl.cli.index",
     "clipctl.cli.search",

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from clipctl.cli.console import out
-from clipctl.fileio import write_text_atomic
+from clipctl.fileio import check_output_target, write_text_atomic
 
 PROG_NAME = "clipctl"
 COMPLETE_VAR = "_CLIPCTL_COMPLETE"
@@ -51,6 +51,7 @@ def script_file_name(shell: str) -> str:
 
 
 def write_completion_scripts(app: typer.Typer, folder: Path, shells: tuple[str, ...] = SHELLS) -> list[Path]:
+    check_output_target(folder, what="--write", kind="folder")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for shell in shells:

@@ -55,26 +55,28 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Download a URL list into webdataset shards with img2dataset, then check how much succeeded."""
-        from clipctl.data.build import BuildFailed, build_shards
+        from clipctl.data.build import BuildFailed, BuildOptions, build_shards
 
         try:
             summary = build_shards(
                 url_list,
                 out_dir,
-                url_col=url_col,
-                caption_col=caption_col,
-                image_size=image_size,
-                resize_mode=resize_mode,
-                processes=processes,
-                threads=threads,
-                samples_per_shard=samples_per_shard,
-                encode_quality=encode_quality,
-                retries=retries,
-                timeout=timeout,
-                incremental=incremental,
-                overwrite=overwrite,
-                min_success_rate=min_success_rate,
-                img2dataset_output="null" if quiet else "stderr",
+                BuildOptions(
+                    url_col=url_col,
+                    caption_col=caption_col,
+                    image_size=image_size,
+                    resize_mode=resize_mode,
+                    processes=processes,
+                    threads=threads,
+                    samples_per_shard=samples_per_shard,
+                    encode_quality=encode_quality,
+                    retries=retries,
+                    timeout=timeout,
+                    incremental=incremental,
+                    overwrite=overwrite,
+                    min_success_rate=min_success_rate,
+                    img2dataset_output="null" if quiet else "stderr",
+                ),
             )
         except BuildFailed as failure:
             _print_build_summary(failure.summary, as_json)
@@ -222,10 +224,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _separator(value: str | None) -> str | None:
-    if value is None:
-        return None
-    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-    return named.get(value.lower(), value)
+    from clipctl.data.csv_table import parse_separator
+
+    return None if value is None else parse_separator(value)
 
 
 def _print_build_summary(summary, as_json: bool) -> None:

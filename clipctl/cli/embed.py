@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 from clipctl.embed.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
@@ -41,11 +42,12 @@ def register(app: typer.Typer) -> None:
             "\\[default: number of cores, at most 8]",
             show_default=False,
         ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+        device: str = options.device(),
         precision: str = typer.Option(
             "fp32",
             "--precision",
-            help="fp32 | bf16 | fp16 (bf16 casts the weights: 2-2.5x faster on CPUs with AVX-512 BF16 or AMX).",
+            help="fp32 | bf16 | fp16 (bf16 casts the weights: faster only on CPUs with native bf16, "
+            "AVX-512 BF16 or AMX; a warning says when this one has none).",
         ),
         no_normalize: bool = typer.Option(
             False, "--no-normalize", help="Store raw embeddings instead of L2-normalised."
@@ -61,13 +63,15 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option(
             "parquet", "--format", help="parquet | clip-retrieval (img_emb/*.npy + metadata/*.parquet)."
         ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Embed images (or captions) with a CLIP model; re-running on the same --out resumes where it stopped."""
         from clipctl.errors import ClipctlError
 
         if (src is None) == (text is None):
             raise ClipctlError("give either SRC (images) or --text FILE (captions), not both or neither")
+        from rich.markup import escape
+
         from clipctl.embed import EmbedOptions, embed_images, embed_texts
 
         options = EmbedOptions(
@@ -81,9 +85,10 @@ def register(app: typer.Typer) -> None:
             fast_decode=fast_decode,
             format=fmt,
             progress=not quiet,
+            announce=lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True),
         )
-        model_name, weights = options.weights()
-        if weights is None:
+        model_name = options.weights()[0]
+        if options.random_weights():
             err.print(
                 f"[yellow]note:[/] no --pretrained: {model_name} embeds with randomly initialised weights",
                 soft_wrap=True,
@@ -92,8 +97,6 @@ def register(app: typer.Typer) -> None:
             summary = embed_texts(text, out_path, options)
         else:
             summary = embed_images(src, out_path, options)
-
-        from rich.markup import escape
 
         unit = "captions" if summary.modality == "text" else "images"
         line = f"embedded {summary.embedded} {unit}"

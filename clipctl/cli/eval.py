@@ -1,4 +1,5 @@
-"""`clipctl eval retrieval`: image<->text recall@1/5/10 on a CSV, webdataset shards or a CLIP_benchmark folder."""
+"""`clipctl eval`: the group, and `eval retrieval` (image<->text recall@1/5/10 on a CSV, webdataset shards or a
+CLIP_benchmark folder). `eval linear-probe` and `eval report` live in their own modules."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import out
 
 
@@ -34,16 +36,15 @@ def print_retrieval_table(doc: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    eval_app = typer.Typer(help="Evaluate models on benchmark tasks (retrieval).", no_args_is_help=True)
+    eval_app = typer.Typer(
+        help="Evaluate models on benchmark tasks (retrieval, linear probe) and tabulate results.",
+        no_args_is_help=True,
+    )
 
     @eval_app.command("retrieval")
     def retrieval(
-        model: str = typer.Option(
-            ..., "--model", help="Model name (see `clipctl models list`) or config JSON."
-        ),
-        pretrained: str = typer.Option(
-            ..., "--pretrained", help="Pretrained tag or weights file; 'none' for random weights."
-        ),
+        model: str = options.model(),
+        pretrained: str = options.pretrained(),
         data: str = typer.Option(
             ...,
             "--data",
@@ -52,59 +53,32 @@ def register(app: typer.Typer) -> None:
         ),
         csv_img_key: str = typer.Option("filepath", "--csv-img-key", help="CSV column with image paths."),
         csv_caption_key: str = typer.Option("title", "--csv-caption-key", help="CSV column with captions."),
-        csv_separator: str = typer.Option(
-            None,
-            "--csv-separator",
-            help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
-            show_default=False,
-        ),
+        csv_separator: str = options.csv_separator(),
         out_path: Path = typer.Option(None, "--out", "-o", help="Results JSON."),
-        fmt: str = typer.Option(
-            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
-        ),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16."),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace --out even if it holds results of another model."
-        ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        fmt: str = options.results_format(),
+        batch_size: int = options.batch_size(),
+        workers: int = options.loader_workers(),
+        device: str = options.device(),
+        precision: str = options.eval_precision(),
+        split: str = options.wds_split(),
+        overwrite: bool = options.overwrite_results(),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Image->text and text->image recall@1/5/10, ranked in chunks (memory does not grow as N²)."""
-        from clipctl.cli.zeroshot import print_written
-        from clipctl.eval.results import write_results
+        from clipctl.cli.results import save_results
         from clipctl.eval.retrieval_job import RetrievalOptions, retrieval_document
 
-        if csv_separator is not None:
-            # a shell hands "\t" over as two characters
-            csv_separator = (
-                csv_separator.encode().decode("unicode_escape") if "\\" in csv_separator else csv_separator
-            )
         doc = retrieval_document(
             RetrievalOptions(
                 model,
                 pretrained,
                 data,
                 out_path,
-                format=fmt,
-                overwrite=overwrite,
                 csv_img_key=csv_img_key,
                 csv_caption_key=csv_caption_key,
                 csv_separator=csv_separator,
                 split=split,
-                batch_size=batch_size,
-                workers=workers,
-                device=device,
-                precision=precision,
-                progress=not quiet,
+                **options.evaluation_settings(fmt, overwrite, batch_size, workers, device, precision, quiet),
             )
         )
         if doc["num_unreadable"]:
@@ -119,8 +93,11 @@ def register(app: typer.Typer) -> None:
                 soft_wrap=True,
             )
         print_retrieval_table(doc)
-        if out_path is not None:
-            write_results(out_path, [doc], fmt, overwrite=overwrite)
-            print_written(out_path, [doc], fmt)
+        save_results(out_path, [doc], fmt, overwrite)
 
+    from clipctl.cli.eval_probe import register_linear_probe
+    from clipctl.cli.eval_report import register_report
+
+    register_linear_probe(eval_app)
+    register_report(eval_app)
     app.add_typer(eval_app, name="eval")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 
 
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
         pretrained: str = typer.Option(
             None, "--pretrained", help="Pretrained tag or weights file, likewise."
         ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Build a search index (exact, or faiss IVF with exact re-ranking for large collections)."""
         from clipctl.errors import ClipctlError
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
             raise ClipctlError(f"--modality must be image or text, got {modality!r}")
         from clipctl.search import IndexOptions, append_index, build_index
 
-        options = IndexOptions(
+        index_options = IndexOptions(
             max_index_memory=max_index_memory,
             exact_below=exact_below,
             target_recall=target_recall,
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite,
             progress=not quiet,
         )
-        summary = (append_index if append else build_index)(src, out_dir, options)
+        summary = (append_index if append else build_index)(src, out_dir, index_options)
         _print_summary(summary)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import out
 
 
@@ -17,18 +18,14 @@ def register(app: typer.Typer) -> None:
         image: Path = typer.Option(None, "--image", "-i", help="Find rows similar to this image."),
         k: int = typer.Option(20, "-k", "--top-k", help="Number of results."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-        device: str = typer.Option(
-            "cpu", "--device", help="Where to embed the query: cpu, cuda, cuda:N, mps."
-        ),
+        device: str = options.device("Where to embed the query: cpu, cuda, cuda:N or mps."),
         model: str = typer.Option(
             None, "--model", help="The index's model as a config file (when it records only a name)."
         ),
         pretrained: str = typer.Option(
             None, "--pretrained", help="Where the index's weights file is now, if it has moved."
         ),
-        nprobe: int = typer.Option(
-            None, "--nprobe", help="Approximate indexes: lists to visit (default: tuned when built)."
-        ),
+        nprobe: int = options.nprobe(),
         exact: bool = typer.Option(False, "--exact", help="Scan every vector, even in an approximate index."),
     ) -> None:
         """Search an index with a text or an image; queries are embedded with the index's own model."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -27,15 +28,13 @@ def register(app: typer.Typer) -> None:
         max_upload_mb: float = typer.Option(
             10.0, "--max-upload-mb", help="Largest request body (image upload)."
         ),
-        device: str = typer.Option("cpu", "--device", help="Where to embed queries: cpu, cuda, cuda:N, mps."),
+        device: str = options.device("Where to embed queries: cpu, cuda, cuda:N or mps."),
         allow_origin: list[str] = typer.Option(
             None,
             "--allow-origin",
             help="Let pages from this origin call the API (CORS), e.g. a clip-retrieval front end; repeatable.",
         ),
-        nprobe: int = typer.Option(
-            None, "--nprobe", help="Approximate indexes: lists to visit (default: tuned when built)."
-        ),
+        nprobe: int = options.nprobe(),
     ) -> None:
         """Serve a search page and JSON API for one or more indexes (localhost only unless --host)."""
         from clipctl.errors import ClipctlError
@@ -50,14 +49,16 @@ def register(app: typer.Typer) -> None:
         from clipctl.search.server import run_server
         from clipctl.search.service import SearchService, ServeOptions
 
-        options = ServeOptions(
+        serve_options = ServeOptions(
             max_k=max_k,
             max_upload_bytes=int(max_upload_mb * (1 << 20)),
             allow_origins=tuple(allow_origin or ()),
             device=device,
             nprobe=nprobe,
         )
-        service = SearchService(index_dirs, options, warn=lambda line: err.print(f"[yellow]note:[/] {line}"))
+        service = SearchService(
+            index_dirs, serve_options, warn=lambda line: err.print(f"[yellow]note:[/] {line}")
+        )
         if host not in LOOPBACK:
             err.print(
                 f"[yellow]warning:[/] listening on {host}: anyone who can reach this machine can search these "

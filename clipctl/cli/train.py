@@ -167,9 +167,11 @@ def register(app: typer.Typer) -> None:
 
     @recipes.command("show")
     def show(name: str = typer.Argument(..., help="Recipe name or path.")) -> None:
-        """Print a recipe's file (description, source, args)."""
+        """Print a recipe's file (description, source, args) after checking it as --recipe would."""
         from clipctl.config.recipes import find_recipe
+        from clipctl.config.run import resolve_run_config
 
+        resolve_run_config(name, {}, [])  # the checks of `train --recipe`: YAML, keys, value types, ranges
         typer.echo(find_recipe(name).read_text(encoding="utf-8"), nl=False)
 
     app.add_typer(recipes, name="recipes")

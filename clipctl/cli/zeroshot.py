@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from clipctl.cli import options
 from clipctl.cli.console import err, out
 
 
@@ -14,14 +15,14 @@ def _percent(value: Any) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def print_classification_table(docs: list[dict[str, Any]]) -> None:
+def print_classification_table(docs: list[dict[str, Any]], title: str | None = None) -> None:
+    """Top-1, top-5 and mean per-class recall per dataset (zero-shot, or ``title`` for other classifiers)."""
     from rich.markup import escape
     from rich.table import Table
 
     first = docs[0]
-    out.print(
-        escape(f"zero-shot: {first['model']} ({first['pretrained'] or 'random weights'})"), soft_wrap=True
-    )
+    title = title or f"zero-shot: {first['model']} ({first['pretrained'] or 'random weights'})"
+    out.print(escape(title), soft_wrap=True)
     table = Table()
     for column in ("dataset", "images", "classes", "top-1", "top-5", "mean per-class recall", "unreadable"):
         table.add_column(column, justify="left" if column == "dataset" else "right")
@@ -67,12 +68,8 @@ def print_notes(docs: list[dict[str, Any]]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("zeroshot")
     def zeroshot(
-        model: str = typer.Option(
-            ..., "--model", help="Model name (see `clipctl models list`) or config JSON."
-        ),
-        pretrained: str = typer.Option(
-            ..., "--pretrained", help="Pretrained tag or weights file; 'none' for random weights."
-        ),
+        model: str = options.model(),
+        pretrained: str = options.pretrained(),
         imagenet_val: Path = typer.Option(
             None,
             "--imagenet-val",
@@ -81,47 +78,23 @@ def register(app: typer.Typer) -> None:
         imagenet_v2: Path = typer.Option(
             None, "--imagenet-v2", help="ImageNet-V2 folder (class folders 0 ... 999, as it ships)."
         ),
-        data: Path = typer.Option(
-            None,
-            "--data",
-            help="Any ImageFolder (DIR/<class>/<image>), or a CLIP_benchmark wds dataset folder.",
-        ),
-        classnames: Path = typer.Option(
-            None,
-            "--classnames",
-            help="With --data: one class name per line, in the folder's sorted class order.",
-        ),
-        templates: str = typer.Option(
-            None,
-            "--templates",
-            help="openai | simple | FILE (one template per line, {c} or {} for the class name)  "
-            "\\[default: a CLIP_benchmark dataset's own, else openai]",
-            show_default=False,
-        ),
+        data: Path = options.classification_data(),
+        classnames: Path = options.classnames(),
+        templates: str = options.templates(),
         out_path: Path = typer.Option(
             None, "--out", "-o", help="Results JSON ({dataset} in the name: one per dataset)."
         ),
-        fmt: str = typer.Option(
-            "clipctl", "--format", help="clipctl | clip_benchmark (its result JSON shape)."
-        ),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            "-j",
-            help="Image loading processes  \\[default: cores, at most 4]",
-            show_default=False,
-        ),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 | amp | amp_bf16."),
-        split: str = typer.Option("test", "--split", help="Split folder of a CLIP_benchmark wds dataset."),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace --out even if it holds results of another model."
-        ),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        fmt: str = options.results_format(),
+        batch_size: int = options.batch_size(),
+        workers: int = options.loader_workers(),
+        device: str = options.device(),
+        precision: str = options.eval_precision(),
+        split: str = options.wds_split(),
+        overwrite: bool = options.overwrite_results(),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Zero-shot classification accuracy: top-1, top-5 and mean per-class recall."""
-        from clipctl.eval.results import write_results
+        from clipctl.cli.results import save_results
         from clipctl.eval.zeroshot_job import ZeroShotOptions, zeroshot_documents
 
         docs = zeroshot_documents(
@@ -135,26 +108,9 @@ def register(app: typer.Typer) -> None:
                 imagenet_v2=imagenet_v2,
                 split=split,
                 out=out_path,
-                format=fmt,
-                overwrite=overwrite,
-                batch_size=batch_size,
-                workers=workers,
-                device=device,
-                precision=precision,
-                progress=not quiet,
+                **options.evaluation_settings(fmt, overwrite, batch_size, workers, device, precision, quiet),
             )
         )
         print_notes(docs)
         print_classification_table(docs)
-        if out_path is not None:
-            write_results(out_path, docs, fmt, overwrite=overwrite)
-            print_written(out_path, docs, fmt)
-
-
-def print_written(out_path: Path, docs: list[dict[str, Any]], fmt: str) -> None:
-    from rich.markup import escape
-
-    from clipctl.eval.results import output_paths
-
-    paths = output_paths(out_path, [d["dataset"] for d in docs], fmt)
-    err.print(f"results written to {escape(', '.join(str(p) for p in paths))}", soft_wrap=True)
+        save_results(out_path, docs, fmt, overwrite)

@@ -8,8 +8,10 @@ A recipe file looks like::
       model: convnext_base_w
       batch_size: 512
 
-Search order for a name: ``$CLIPCTL_RECIPES_DIR`` (``os.pathsep``-separated folders), then ``recipes/`` next to
-the package (the repository root). A path to a ``.yaml`` file works anywhere a name does.
+Search order for a name: ``$CLIPCTL_RECIPES_DIR`` (``os.pathsep``-separated folders), then the recipes that
+ship with clipctl. Those live in ``recipes/`` at the repository root; an installed wheel carries them as
+``clipctl/recipes/`` (copied there by ``setup.py``), a source checkout or editable install reads the root folder.
+A path to a ``.yaml`` file works anywhere a name does.
 """
 
 from __future__ import annotations
@@ -37,9 +39,22 @@ class Recipe:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+def builtin_recipe_dir() -> Path:
+    """The shipped recipes: inside the installed package, else ``recipes/`` of the source checkout."""
+    package = Path(clipctl.__file__).resolve().parent
+    installed = package / "recipes"
+    if installed.is_dir():
+        return installed
+    # Only a checkout (pyproject.toml beside the package) counts: in site-packages, the folder above clipctl
+    # may hold another distribution's top-level "recipes".
+    if (package.parent / "pyproject.toml").is_file():
+        return package.parent / "recipes"
+    return installed
+
+
 def recipe_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("CLIPCTL_RECIPES_DIR", "").split(os.pathsep) if p]
-    dirs.append(Path(clipctl.__file__).resolve().parents[1] / "recipes")
+    dirs.append(builtin_recipe_dir())
     return dirs
 
 

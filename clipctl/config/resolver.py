@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipctl.config.model_checks import check_model_cfg
 from clipctl.config.pretrained import clean_tag, get_pretrained_cfg, list_pretrained_tags_by_model
 from clipctl.config.registry import (
     get_model_config,
@@ -28,6 +29,7 @@ from clipctl.errors import ClipctlError, UnknownNameError
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
 HUB_CONFIG_NAME = "open_clip_config.json"
+NO_WEIGHTS = "none"
 # The order OpenCLIP 3.3 searches a local-dir for weights; the Hub's default file comes first.
 LOCAL_DIR_WEIGHT_NAMES = (
     "open_clip_model.safetensors",
@@ -137,10 +139,153 @@ def _local_file_preprocess(path: Path) -> dict[str, Any]:
     return {}
 
 
+def no_weights_requested(pretrained: str | None) -> bool:
+    """``pretrained="none"`` (any case): build the architecture with random weights, whatever the name brings."""
+    return isinstance(pretrained, str) and pretrained.strip().lower() == NO_WEIGHTS
+
+
+def pretrained_label(pretrained: str | None) -> str | None:
+    """What results and metadata record as the weights: ``None`` for random weights."""
+    return None if not pretrained or no_weights_requested(pretrained) else str(pretrained)
+
+
+def _local_dir_without_weights(model_name: str, allow_random_weights: bool) -> str:
+    """The note for a config-only ``local-dir:`` folder, or the refusal when random weights were not asked for."""
+    if not allow_random_weights:
+        raise ClipctlError(
+            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...); "
+            "pass --pretrained none to use its architecture with random weights"
+        )
+    return f"{model_name} holds no weights file: building its architecture with random weights"
+
+
+@dataclass
+class _Resolution:
+    """What :func:`resolve_model` has found so far; ``preprocess`` is the overlay on the built-in defaults."""
+
+    name: str
+    model_cfg: dict[str, Any]
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    weights: WeightsSource | None = None
+    pretrained: str | None = None
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _from_hub(model_name: str, cache_dir: str | None) -> _Resolution:
+    from clipctl.download import fetch_hub_file
+
+    repo_id = model_name[len(HF_HUB_PREFIX) :].strip("/")
+    model_cfg, preprocess = _read_hub_config(fetch_hub_file(repo_id, HUB_CONFIG_NAME, cache_dir=cache_dir))
+    weights = WeightsSource(hf_repo_id=repo_id, hf_filenames=HUB_DEFAULT_WEIGHT_NAMES)
+    return _Resolution(model_name, model_cfg, preprocess, weights)
+
+
+def _from_local_dir(model_name: str) -> _Resolution:
+    folder = Path(model_name[len(LOCAL_DIR_PREFIX) :]).expanduser()
+    config_path = folder / HUB_CONFIG_NAME
+    if not config_path.is_file():
+        raise ClipctlError(
+            f"{folder} has no {HUB_CONFIG_NAME}: not a model folder (see `clipctl push-to-hub --local-dir`)"
+        )
+    model_cfg, preprocess = _read_hub_config(config_path)
+    found = [folder / n for n in LOCAL_DIR_WEIGHT_NAMES if (folder / n).is_file()]
+    found += sorted(
+        p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth") and p not in found
+    )
+    return _Resolution(model_name, model_cfg, preprocess, WeightsSource(path=found[0]) if found else None)
+
+
+def _from_json_file(model_name: str) -> _Resolution:
+    path = Path(model_name).expanduser()
+    if not path.is_file():
+        raise ClipctlError(f"model config file {path} does not exist")
+    model_cfg = read_model_config_file(path)
+    if path.name == HUB_CONFIG_NAME:
+        return _Resolution(str(path.parent), model_cfg, _local_file_preprocess(path))
+    return _Resolution(path.stem, model_cfg)
+
+
+def _from_registry(model_name: str) -> _Resolution:
+    name = normalize_model_name(model_name)
+    model_cfg = get_model_config(name)
+    if model_cfg is None:
+        raise UnknownNameError(
+            "model",
+            model_name,
+            list_models(),
+            hint="see `clipctl models list`; hf-hub:ORG/REPO, local-dir:PATH and .json paths also work",
+        )
+    return _Resolution(name, model_cfg)
+
+
+def _resolve_name(model_name: str, cache_dir: str | None) -> _Resolution:
+    """The architecture (and, for a Hub repo or model folder, the weights) that the model name alone gives."""
+    if model_name.startswith(HF_HUB_PREFIX):
+        return _from_hub(model_name, cache_dir)
+    if model_name.startswith(LOCAL_DIR_PREFIX):
+        return _from_local_dir(model_name)
+    if model_name.endswith(".json"):
+        return _from_json_file(model_name)
+    return _from_registry(model_name)
+
+
+def _use_tag(found: _Resolution, tag: str, tag_cfg: dict[str, Any]) -> None:
+    """Weights and preprocessing from a pretrained tag of the registry."""
+    name = found.name
+    found.pretrained = clean_tag(tag)
+    found.pretrained_cfg = tag_cfg
+    found.preprocess = tag_cfg
+    if not tag_cfg.get("hf_hub_id"):
+        raise ClipctlError(
+            f"pretrained tag {name}:{found.pretrained} has no Hub copy; download {tag_cfg.get('url')} and pass the file"
+        )
+    filenames = (tag_cfg["hf_hub_filename"],) if tag_cfg.get("hf_hub_filename") else HUB_DEFAULT_WEIGHT_NAMES
+    found.weights = WeightsSource(hf_repo_id=tag_cfg["hf_hub_id"], hf_filenames=filenames)
+    if tag_cfg.get("quick_gelu") and not found.model_cfg.get("quick_gelu"):
+        # OpenCLIP only warns here and builds GELU, which gives wrong features (issue #771).
+        found.model_cfg["quick_gelu"] = True
+        found.notes.append(
+            f"{name}:{found.pretrained} was trained with QuickGELU; using it (OpenCLIP would use GELU)"
+        )
+
+
+def _use_pretrained(found: _Resolution, model_name: str, pretrained: str) -> None:
+    """Apply ``pretrained``: a tag of the registry, or a weights file (which overrides bundled weights)."""
+    if (
+        found.weights is not None
+        and model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX))
+        and not _is_path_like(pretrained)
+    ):
+        raise ClipctlError(
+            f"pretrained tag {pretrained!r} does not apply to {model_name}: its weights come with it; "
+            "pass a weights file path to override them"
+        )
+    tag_cfg = get_pretrained_cfg(found.name, pretrained) if not _is_path_like(pretrained) else {}
+    if tag_cfg:
+        _use_tag(found, pretrained, tag_cfg)
+        return
+    found.pretrained = pretrained
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        found.weights = WeightsSource(path=path)
+        found.preprocess = _local_file_preprocess(path) or found.preprocess or _family_preprocess(found.name)
+    elif _is_path_like(pretrained):
+        raise ClipctlError(f"pretrained weights file {pretrained} does not exist")
+    else:
+        raise UnknownNameError(
+            f"pretrained tag for {found.name}",
+            pretrained,
+            list_pretrained_tags_by_model(found.name),
+            hint="see `clipctl models show " + found.name + "`, or pass a weights file path",
+        )
+
+
 def resolve_model(
     model_name: str,
     pretrained: str | None = None,
     *,
+    allow_random_weights: bool = False,
     cache_dir: str | None = None,
     force_quick_gelu: bool = False,
     force_custom_text: bool = False,
@@ -150,110 +295,25 @@ def resolve_model(
     force_preprocess_cfg: dict[str, Any] | None = None,
 ) -> ResolvedModel:
     """Resolve a model name (registry name, ``ViT-B/32``, ``hf-hub:org/repo``, ``local-dir:PATH`` or a JSON
-    config path) and an optional ``pretrained`` (tag or weights file) into a :class:`ResolvedModel`."""
+    config path) and an optional ``pretrained`` (tag, weights file, or ``"none"`` for random weights) into a
+    :class:`ResolvedModel`.
+
+    A ``local-dir:`` folder with a config and no weights file is refused unless ``pretrained="none"``, or
+    ``allow_random_weights`` (training from scratch, as OpenCLIP allows with a warning; the returned ``notes``
+    say so)."""
     if not model_name:
         raise ClipctlError(
             "no model given: pass a name from `clipctl models list`, hf-hub:ORG/REPO or local-dir:PATH"
         )
-    pretrained = pretrained or None
-    notes: list[str] = []
-    hub_preprocess: dict[str, Any] = {}
-    weights: WeightsSource | None = None
-    pretrained_cfg: dict[str, Any] = {}
+    found = _resolve_name(model_name, cache_dir)
+    if no_weights_requested(pretrained):
+        found.weights = None
+    elif pretrained:
+        _use_pretrained(found, model_name, pretrained)
+    elif model_name.startswith(LOCAL_DIR_PREFIX) and found.weights is None:
+        found.notes.append(_local_dir_without_weights(model_name, allow_random_weights))
 
-    if model_name.startswith(HF_HUB_PREFIX):
-        from clipctl.download import fetch_hub_file
-
-        repo_id = model_name[len(HF_HUB_PREFIX) :].strip("/")
-        model_cfg, hub_preprocess = _read_hub_config(
-            fetch_hub_file(repo_id, HUB_CONFIG_NAME, cache_dir=cache_dir)
-        )
-        name = model_name
-        weights = WeightsSource(hf_repo_id=repo_id, hf_filenames=HUB_DEFAULT_WEIGHT_NAMES)
-    elif model_name.startswith(LOCAL_DIR_PREFIX):
-        folder = Path(model_name[len(LOCAL_DIR_PREFIX) :]).expanduser()
-        config_path = folder / HUB_CONFIG_NAME
-        if not config_path.is_file():
-            raise ClipctlError(
-                f"{folder} has no {HUB_CONFIG_NAME}: not a model folder (see `clipctl push-to-hub --local-dir`)"
-            )
-        model_cfg, hub_preprocess = _read_hub_config(config_path)
-        name = model_name
-        found = [folder / n for n in LOCAL_DIR_WEIGHT_NAMES if (folder / n).is_file()]
-        found += sorted(
-            p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth") and p not in found
-        )
-        weights = WeightsSource(path=found[0]) if found else None
-    elif model_name.endswith(".json"):
-        path = Path(model_name).expanduser()
-        if not path.is_file():
-            raise ClipctlError(f"model config file {path} does not exist")
-        model_cfg = read_model_config_file(path)
-        sibling_preprocess = _local_file_preprocess(path) if path.name == HUB_CONFIG_NAME else {}
-        hub_preprocess = sibling_preprocess
-        name = path.stem if path.name != HUB_CONFIG_NAME else str(path.parent)
-    else:
-        name = normalize_model_name(model_name)
-        model_cfg = get_model_config(name)
-        if model_cfg is None:
-            raise UnknownNameError(
-                "model",
-                model_name,
-                list_models(),
-                hint="see `clipctl models list`; hf-hub:ORG/REPO, local-dir:PATH and .json paths also work",
-            )
-
-    if pretrained is not None:
-        if (
-            weights is not None
-            and model_name.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX))
-            and not _is_path_like(pretrained)
-        ):
-            raise ClipctlError(
-                f"pretrained tag {pretrained!r} does not apply to {model_name}: its weights come with it; "
-                "pass a weights file path to override them"
-            )
-        tag_cfg = get_pretrained_cfg(name, pretrained) if not _is_path_like(pretrained) else {}
-        if tag_cfg:
-            pretrained = clean_tag(pretrained)
-            pretrained_cfg = tag_cfg
-            hub_preprocess = tag_cfg
-            if tag_cfg.get("hf_hub_id"):
-                filenames = (
-                    (tag_cfg["hf_hub_filename"],)
-                    if tag_cfg.get("hf_hub_filename")
-                    else HUB_DEFAULT_WEIGHT_NAMES
-                )
-                weights = WeightsSource(hf_repo_id=tag_cfg["hf_hub_id"], hf_filenames=filenames)
-            else:
-                raise ClipctlError(
-                    f"pretrained tag {name}:{pretrained} has no Hub copy; download {tag_cfg.get('url')} and pass the file"
-                )
-            if tag_cfg.get("quick_gelu") and not model_cfg.get("quick_gelu"):
-                # OpenCLIP only warns here and builds GELU, which gives wrong features (issue #771).
-                model_cfg["quick_gelu"] = True
-                notes.append(
-                    f"{name}:{pretrained} was trained with QuickGELU; using it (OpenCLIP would use GELU)"
-                )
-        else:
-            path = Path(pretrained).expanduser()
-            if path.is_file():
-                weights = WeightsSource(path=path)
-                hub_preprocess = _local_file_preprocess(path) or hub_preprocess or _family_preprocess(name)
-            elif _is_path_like(pretrained):
-                raise ClipctlError(f"pretrained weights file {pretrained} does not exist")
-            else:
-                raise UnknownNameError(
-                    f"pretrained tag for {name}",
-                    pretrained,
-                    list_pretrained_tags_by_model(name),
-                    hint="see `clipctl models show " + name + "`, or pass a weights file path",
-                )
-    elif model_name.startswith(LOCAL_DIR_PREFIX) and weights is None:
-        raise ClipctlError(
-            f"{model_name} holds no weights file ({', '.join(LOCAL_DIR_WEIGHT_NAMES[:3])}, ...)"
-        )
-
+    model_cfg = found.model_cfg
     if force_quick_gelu:
         model_cfg["quick_gelu"] = True
     if force_custom_text:
@@ -266,15 +326,16 @@ def resolve_model(
     if force_context_length is not None:
         model_cfg.setdefault("text_cfg", {})["context_length"] = force_context_length
 
-    preprocess = merge_preprocess(default_preprocess_cfg(model_cfg), hub_preprocess)
+    check_model_cfg(model_cfg, found.name)
+    preprocess = merge_preprocess(default_preprocess_cfg(model_cfg), found.preprocess)
     preprocess["size"] = vision_cfg.get("image_size", 224)
     preprocess = merge_preprocess(preprocess, force_preprocess_cfg)
     return ResolvedModel(
-        name=name,
+        name=found.name,
         model_cfg=model_cfg,
         preprocess_cfg=preprocess,
-        pretrained=pretrained,
-        pretrained_cfg=pretrained_cfg,
-        weights=weights,
-        notes=notes,
+        pretrained=found.pretrained,
+        pretrained_cfg=found.pretrained_cfg,
+        weights=found.weights,
+        notes=found.notes,
     )

@@ -23,7 +23,7 @@ from clipctl.errors import ClipctlError, UnknownNameError
 from clipctl.runtime.precision import PRECISIONS
 
 LR_SCHEDULERS = ("cosine", "const", "const-cooldown")
-DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic")
+DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic", "imagefolder")
 REPORT_TO = ("", "tensorboard", "wandb", "all")
 REMOTE_SYNC_PROTOCOLS = ("s3", "fsspec")
 LOSS_DIST_IMPLS = ("bidir", "shift", "reduce", "gather")
@@ -60,6 +60,19 @@ class TrainConfig:
     csv_separator: str = _opt("\t", "data", "CSV column separator (OpenCLIP's default is a TAB).")
     csv_img_key: str = _opt("filepath", "data", "CSV column with image paths.")
     csv_caption_key: str = _opt("title", "data", "CSV column with captions.")
+    csv_label_key: str | None = _opt(
+        None, "data", "CSV column with class labels: rows with equal labels are positives (--multi-positive)."
+    )
+    templates: str | None = _opt(
+        None,
+        "data",
+        "--dataset-type imagefolder: caption templates, 'openai' (default), 'simple' or a file ({c} = class).",
+    )
+    classnames: str | None = _opt(
+        None,
+        "data",
+        "--dataset-type imagefolder: class names, one per line in the folders' order (default: folder names).",
+    )
     workers: int = _opt(4, "data", "Data loader processes per rank.")
     batch_size: int = _opt(64, "data", "Batch size per rank.")
     aug_cfg: dict = _opt(
@@ -148,6 +161,9 @@ class TrainConfig:
         False, "loss", "All-gather features with gradient (exact gradients with --local-loss)."
     )
     siglip: bool = _opt(False, "loss", "Sigmoid loss (SigLIP).")
+    multi_positive: bool = _opt(
+        False, "loss", "Pairs of the global batch sharing a caption (or a class label) count as positives."
+    )
     loss_dist_impl: str | None = _opt(None, "loss", "SigLIP distributed exchange.", choices=LOSS_DIST_IMPLS)
     coca_caption_loss_weight: float = _opt(2.0, "loss", "CoCa caption loss weight.")
     coca_contrastive_loss_weight: float = _opt(1.0, "loss", "CoCa contrastive loss weight.")
@@ -174,7 +190,7 @@ class TrainConfig:
     copy_codebase: bool = _opt(False, "logging", "Not supported: clipctl is an installed package.")
     # -- checkpoints
     save_frequency: int = _opt(
-        1, "checkpoint", "Save checkpoints/epoch_K.pt every N epochs (and at the last)."
+        1, "checkpoint", "Save checkpoints/epoch_K.pt every N epochs (and at the last); 0: only at the last."
     )
     save_most_recent: bool = _opt(False, "checkpoint", "Also keep checkpoints/epoch_latest.pt up to date.")
     save_every_n_steps: int | None = _opt(
@@ -407,11 +423,20 @@ def validate_run_config(cfg: TrainConfig) -> None:
     for key, message in refusals.items():
         if getattr(cfg, key):
             raise ClipctlError(message)
-    positive = ("batch_size", "epochs", "accum_freq", "save_frequency", "log_every_n_steps")
+    positive = ("batch_size", "epochs", "accum_freq", "log_every_n_steps")
     for key in positive:
         if getattr(cfg, key) < 1:
             raise ClipctlError(f"--{key.replace('_', '-')} must be at least 1 (got {getattr(cfg, key)})")
-    for key in ("workers", "warmup", "zeroshot_frequency", "val_frequency", "remote_sync_frequency"):
+    # save_frequency 0 is OpenCLIP's "no per-epoch checkpoints" (the last epoch is still saved).
+    non_negative = (
+        "workers",
+        "warmup",
+        "zeroshot_frequency",
+        "val_frequency",
+        "remote_sync_frequency",
+        "save_frequency",
+    )
+    for key in non_negative:
         if getattr(cfg, key) < 0:
             raise ClipctlError(f"--{key.replace('_', '-')} must not be negative (got {getattr(cfg, key)})")
     if cfg.save_every_n_steps is not None and cfg.save_every_n_steps < 1:
@@ -436,6 +461,7 @@ def validate_run_config(cfg: TrainConfig) -> None:
             raise ClipctlError("distillation into a CoCa model is not supported")
         if cfg.siglip:
             raise ClipctlError("distillation uses the contrastive loss; drop --siglip")
+    _check_label_options(cfg)
     if cfg.force_image_size and len(cfg.force_image_size) not in (1, 2):
         raise ClipctlError("--force-image-size takes one or two integers")
     for key in ("image_mean", "image_std"):
@@ -445,6 +471,21 @@ def validate_run_config(cfg: TrainConfig) -> None:
         raise ClipctlError("--resume needs a checkpoint path or 'latest'")
     if cfg.resume == "latest" and str(cfg.logs).lower() == "none":
         raise ClipctlError("--resume latest needs a run folder: --logs none saves no checkpoints")
+
+
+def _check_label_options(cfg: TrainConfig) -> None:
+    """Options that would be silently ignored are refused instead."""
+    if cfg.csv_label_key and not cfg.multi_positive:
+        raise ClipctlError(
+            "--csv-label-key only takes effect with --multi-positive (pairs with equal labels are positives)"
+        )
+    for key in ("templates", "classnames"):
+        if getattr(cfg, key) and cfg.dataset_type != "imagefolder":
+            raise ClipctlError(
+                f"--{key} turns class folders into captions: it goes with --dataset-type imagefolder"
+            )
+    if cfg.dataset_type == "imagefolder" and cfg.csv_label_key:
+        raise ClipctlError("--csv-label-key reads a CSV; an imagefolder's labels are its class folders")
 
 
 def load_run_config_file(path: str) -> dict[str, Any]:

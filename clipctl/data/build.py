@@ -18,9 +18,10 @@ import signal
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clipctl.data.images import RESIZE_MODES
 from clipctl.data.outdir import check_free_space, prepare_output_dir
@@ -197,70 +198,80 @@ def summarize_folder(out_dir: str | os.PathLike) -> BuildSummary:
     )
 
 
-def build_shards(
-    url_list: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    url_col: str = "url",
-    caption_col: str | None = None,
-    image_size: int = 256,
-    resize_mode: str = "border",
-    processes: int = 1,
-    threads: int = 32,
-    samples_per_shard: int = 10_000,
-    encode_quality: int = 95,
-    retries: int = 0,
-    timeout: int = 10,
-    incremental: bool = False,
-    overwrite: bool = False,
-    min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE,
-    img2dataset_output: str = "stderr",
-) -> BuildSummary:
-    """Run img2dataset on ``url_list`` into ``out_dir`` and return the folder's summary.
+@dataclass
+class BuildOptions:
+    """How ``build_shards`` runs img2dataset, and how much of the download must succeed.
 
-    Raises :class:`BuildFailed` (with the summary) when nothing or too little succeeded.
-    ``img2dataset_output`` is ``"stderr"`` or ``"null"`` (its progress lines never reach stdout).
+    ``caption_col=None`` uses a ``caption`` column when there is one. ``img2dataset_output`` is ``"stderr"`` or
+    ``"null"`` (its progress lines never reach stdout).
     """
-    if resize_mode not in RESIZE_MODES:
-        raise ClipctlError(f"unknown resize mode {resize_mode!r}; choose from {', '.join(RESIZE_MODES)}")
-    for name, value, low in (
-        ("--image-size", image_size, 1),
-        ("--processes", processes, 1),
-        ("--threads", threads, 1),
-        ("--samples-per-shard", samples_per_shard, 1),
-        ("--timeout", timeout, 1),
-        ("--retries", retries, 0),
-    ):
-        if value < low:
-            raise ClipctlError(f"{name} must be at least {low}, got {value}")
-    if not 0 <= encode_quality <= 100:
-        raise ClipctlError(f"--encode-quality must be between 0 and 100, got {encode_quality}")
-    if not 0.0 <= min_success_rate <= 1.0:
-        raise ClipctlError(f"--min-success-rate must be between 0 and 1, got {min_success_rate}")
-    if incremental and overwrite:
-        raise ClipctlError("--incremental and --overwrite exclude each other")
-    info = inspect_url_list(url_list, url_col, caption_col)
-    out = Path(out_dir)
-    check_free_space(out, _estimate_bytes(info.num_rows, image_size, resize_mode), "the downloaded images")
+
+    url_col: str = "url"
+    caption_col: str | None = None
+    image_size: int = 256
+    resize_mode: str = "border"
+    processes: int = 1
+    threads: int = 32
+    samples_per_shard: int = 10_000
+    encode_quality: int = 95
+    retries: int = 0
+    timeout: int = 10
+    incremental: bool = False
+    overwrite: bool = False
+    min_success_rate: float = DEFAULT_MIN_SUCCESS_RATE
+    img2dataset_output: str = "stderr"
+
+    def check(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ClipctlError(
+                f"unknown resize mode {self.resize_mode!r}; choose from {', '.join(RESIZE_MODES)}"
+            )
+        for name, value, low in (
+            ("--image-size", self.image_size, 1),
+            ("--processes", self.processes, 1),
+            ("--threads", self.threads, 1),
+            ("--samples-per-shard", self.samples_per_shard, 1),
+            ("--timeout", self.timeout, 1),
+            ("--retries", self.retries, 0),
+        ):
+            if value < low:
+                raise ClipctlError(f"{name} must be at least {low}, got {value}")
+        if not 0 <= self.encode_quality <= 100:
+            raise ClipctlError(f"--encode-quality must be between 0 and 100, got {self.encode_quality}")
+        if not 0.0 <= self.min_success_rate <= 1.0:
+            raise ClipctlError(f"--min-success-rate must be between 0 and 1, got {self.min_success_rate}")
+        if self.incremental and self.overwrite:
+            raise ClipctlError("--incremental and --overwrite exclude each other")
+
+
+def _prepare_out_dir(out: Path, info: UrlListInfo, options: BuildOptions) -> None:
+    needed = _estimate_bytes(info.num_rows, options.image_size, options.resize_mode)
+    check_free_space(out, needed, "the downloaded images")
     prepare_output_dir(
         out,
-        overwrite=overwrite,
-        keep_existing=incremental,
+        overwrite=options.overwrite,
+        keep_existing=options.incremental,
         hint="pass --incremental to resume into it or --overwrite to replace it",
     )
     # img2dataset reads every *.json in the folder as a shard's stats and cannot parse our sizes.json.
     (out / SIZES_FILE).unlink(missing_ok=True)
 
+
+def _import_img2dataset_download() -> Callable[..., Any]:
     os.environ["NO_ALBUMENTATIONS_UPDATE"] = (
         "1"  # before the import: albumentations checks for updates online
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # its `import imghdr`
         from img2dataset import download
+    return download
 
+
+def _run_img2dataset(info: UrlListInfo, out: Path, options: BuildOptions) -> None:
+    download = _import_img2dataset_download()
     previous_sigint = signal.getsignal(signal.SIGINT)
     try:
-        with _chatter_to(img2dataset_output):
+        with _chatter_to(options.img2dataset_output):
             download(
                 url_list=str(info.path.absolute()),
                 output_folder=str(out.absolute()),
@@ -268,14 +279,14 @@ def build_shards(
                 url_col=info.url_col,
                 caption_col=info.caption_col,
                 output_format="webdataset",
-                image_size=image_size,
-                resize_mode=resize_mode,
-                processes_count=processes,
-                thread_count=threads,
-                number_sample_per_shard=samples_per_shard,
-                encode_quality=encode_quality,
-                retries=retries,
-                timeout=timeout,
+                image_size=options.image_size,
+                resize_mode=options.resize_mode,
+                processes_count=options.processes,
+                thread_count=options.threads,
+                number_sample_per_shard=options.samples_per_shard,
+                encode_quality=options.encode_quality,
+                retries=options.retries,
+                timeout=options.timeout,
                 incremental_mode="incremental",
                 enable_wandb=False,
             )
@@ -289,8 +300,8 @@ def build_shards(
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
 
-    summary = summarize_folder(out)
-    summary.sizes_file = _write_sizes_if_any(out)
+
+def _check_success(summary: BuildSummary, out: Path, min_success_rate: float) -> None:
     if summary.count == 0:
         raise BuildFailed(f"img2dataset wrote no shards into {out}", summary)
     if summary.successes == 0:
@@ -301,6 +312,24 @@ def build_shards(
             f"--min-success-rate {min_success_rate:g}",
             summary,
         )
+
+
+def build_shards(
+    url_list: str | os.PathLike, out_dir: str | os.PathLike, options: BuildOptions | None = None
+) -> BuildSummary:
+    """Run img2dataset on ``url_list`` into ``out_dir`` and return the folder's summary.
+
+    Raises :class:`BuildFailed` (with the summary) when nothing or too little succeeded.
+    """
+    options = options or BuildOptions()
+    options.check()
+    info = inspect_url_list(url_list, options.url_col, options.caption_col)
+    out = Path(out_dir)
+    _prepare_out_dir(out, info, options)
+    _run_img2dataset(info, out, options)
+    summary = summarize_folder(out)
+    summary.sizes_file = _write_sizes_if_any(out)
+    _check_success(summary, out, options.min_success_rate)
     return summary
 
 

@@ -1,6 +1,7 @@
-"""CSV/TSV tables of image paths and captions, as training (`clipctl train --train-data x.csv`), evaluation
-(`clipctl eval retrieval --data x.csv`) and packing read them: checked once, with a message that names the
-separator and columns the file seems to use when the ones asked for are not there."""
+"""CSV/TSV tables of image paths and captions (and optionally class labels), as training
+(`clipctl train --train-data x.csv`), evaluation (`clipctl eval retrieval --data x.csv`) and packing read them:
+checked once, with a message that names the separator and columns the file seems to use when the ones asked
+for are not there."""
 
 from __future__ import annotations
 
@@ -24,9 +25,28 @@ class CsvTable:
     path: str
     image_paths: list[str]  # absolute
     captions: list[str]
+    labels: list[str] | None = None  # the label column as text, when one was asked for
 
     def __len__(self) -> int:
         return len(self.captions)
+
+
+# What users type for a separator (the names and "\t" as a shell passes it, two characters) -> the character.
+SEPARATOR_SPELLINGS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+
+def parse_separator(value: str) -> str:
+    """The one reading of ``--csv-separator`` / ``--separator`` everywhere: ``tab``, ``\t`` (typed), ``comma``,
+    ``semicolon``, ``pipe``, ``space`` or one character (``,`` ``;`` ``|`` or a real TAB)."""
+    spelled = SEPARATOR_SPELLINGS.get(value.strip().lower()) if value.strip() else None
+    if spelled is not None:
+        return spelled
+    if len(value) == 1:
+        return value
+    raise ClipctlError(
+        f"unknown CSV separator {value!r}: give one character (',', ';', '|'), tab or '\\t', or a name "
+        "(comma, semicolon, pipe, space)"
+    )
 
 
 def _show_sep(sep: str) -> str:
@@ -45,14 +65,17 @@ def _guess_column(columns: Sequence[str], hints: Sequence[str]) -> str | None:
     return None
 
 
-def check_csv_columns(path: str, sep: str, img_key: str, caption_key: str) -> None:
+def check_csv_columns(
+    path: str, sep: str, img_key: str, caption_key: str, label_key: str | None = None
+) -> None:
     """Raise a message that names the separator and columns the file seems to use when the keys are absent."""
+    sep = parse_separator(sep)
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             first_line = f.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise ClipctlError(f"cannot read CSV {path}: {exc}") from exc
-    wanted = [img_key, caption_key]
+    wanted = [img_key, caption_key] + ([label_key] if label_key else [])
     columns = _header_columns(first_line, sep)
     missing = [k for k in wanted if k not in columns]
     if not missing:
@@ -80,28 +103,34 @@ def check_csv_columns(path: str, sep: str, img_key: str, caption_key: str) -> No
     if caption_key not in cols:
         guess = _guess_column(cols, ("caption", "title", "text", "txt", "desc"))
         advice.append(f"--csv-caption-key {guess or '<column>'}")
+    if label_key and label_key not in cols:
+        guess = _guess_column(cols, ("label", "class", "target", "category"))
+        advice.append(f"--csv-label-key {guess or '<column>'}")
     raise ClipctlError(f"{head}: pass {' '.join(advice)}")
 
 
 _TABLE_CACHE: dict[tuple, CsvTable] = {}
 
 
-def read_csv_table(path: str, sep: str, img_key: str, caption_key: str) -> CsvTable:
+def read_csv_table(
+    path: str, sep: str, img_key: str, caption_key: str, label_key: str | None = None
+) -> CsvTable:
     """Read and check a CSV/TSV once per process (validation and loader building share the result)."""
     if not os.path.isfile(path):
         raise ClipctlError(f"CSV file not found: {path}")
+    sep = parse_separator(sep)
     stat = os.stat(path)
-    cache_key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size, sep, img_key, caption_key)
+    cache_key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size, sep, img_key, caption_key, label_key)
     if cache_key in _TABLE_CACHE:
         return _TABLE_CACHE[cache_key]
-    check_csv_columns(path, sep, img_key, caption_key)
+    check_csv_columns(path, sep, img_key, caption_key, label_key)
     import pandas as pd
 
     try:
         frame = pd.read_csv(
             path,
             sep=sep,
-            usecols=[img_key, caption_key],
+            usecols=list(dict.fromkeys([img_key, caption_key] + ([label_key] if label_key else []))),
             dtype=str,
             keep_default_na=False,
             encoding="utf-8-sig",
@@ -113,7 +142,8 @@ def read_csv_table(path: str, sep: str, img_key: str, caption_key: str) -> CsvTa
     if len(frame) == 0:
         raise ClipctlError(f"CSV {path} has a header but no rows")
     rel = frame[img_key].tolist()
-    table = CsvTable(path, _resolve_image_paths(path, rel), frame[caption_key].tolist())
+    labels = frame[label_key].str.strip().tolist() if label_key else None
+    table = CsvTable(path, _resolve_image_paths(path, rel), frame[caption_key].tolist(), labels)
     _TABLE_CACHE.clear()  # keep one table: they can be large
     _TABLE_CACHE[cache_key] = table
     return table

@@ -19,8 +19,7 @@ import tarfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from clipctl.data.shardlist import SIZES_FILE, check_shards_exist, expand_shard_spec, is_remote
-from clipctl.errors import ClipctlError
+from clipctl.data.shardlist import SIZES_FILE, check_shards_exist, expand_shard_spec, is_remote, open_shard
 
 IMAGE_EXTS = frozenset(
     {"jpg", "jpeg", "png", "webp", "bmp", "ppm", "pgm", "pbm", "pnm", "tif", "tiff", "gif"}
@@ -132,7 +131,7 @@ def _scan_tar(path: str, check_images: bool, examples: list, max_examples: int) 
     scanner = _SampleScanner(report, check_images, examples, max_examples)
     wanted = IMAGE_EXTS | CAPTION_EXTS if check_images else CAPTION_EXTS
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with open_shard(path) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -174,15 +173,19 @@ def _stats_successes(shard: str) -> int | None:
 def inspect_shards(spec: str, *, check_images: bool = False, max_examples: int = 5) -> InspectReport:
     """Read the shards of ``spec`` (a tar, a brace pattern, a folder, or ``::``-joined sources) and report."""
     shards, _ = expand_shard_spec(spec)
-    remote = [s for s in shards if is_remote(s)]
-    if remote:
-        raise ClipctlError(f"inspect reads local shards only, not {remote[0]}")
-    check_shards_exist(shards)
+    check_shards_exist(shards)  # local ones; a remote shard that cannot be fetched is reported as unreadable
     report = InspectReport(spec=spec, shards=[], checked_images=check_images)
     examples: list[tuple[str, str]] = []
     sizes_by_folder: dict[str, dict[str, int] | None] = {}
     for shard in shards:
         folder = os.path.dirname(shard) or "."
+        if is_remote(shard):
+            folder = "remote"
+            if folder not in sizes_by_folder:
+                sizes_by_folder[folder] = None
+                report.notes.append(
+                    f"{SIZES_FILE} is not read for remote shards: training needs --train-num-samples"
+                )
         if folder not in sizes_by_folder:
             sizes, error = _folder_side_files(folder)
             sizes_by_folder[folder] = sizes
@@ -195,7 +198,7 @@ def inspect_shards(spec: str, *, check_images: bool = False, max_examples: int =
         if sizes is not None:
             shard_report.sizes_json_found = True
             shard_report.sizes_json = sizes.get(os.path.basename(shard))
-        shard_report.stats_successes = _stats_successes(shard)
+        shard_report.stats_successes = None if is_remote(shard) else _stats_successes(shard)
         report.shards.append(shard_report)
     report.examples = examples
     _summarize(report)

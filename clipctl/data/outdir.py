@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from clipctl.errors import ClipctlError
+from clipctl.fileio import check_output_target
 
 # What a shard folder written by clipctl or img2dataset may hold.
 SHARD_FOLDER_PATTERNS = (
@@ -40,8 +41,7 @@ def prepare_output_dir(
     """
     out = Path(out_dir)
     patterns = (*SHARD_FOLDER_PATTERNS, *own_patterns)
-    if out.exists() and not out.is_dir():
-        raise ClipctlError(f"output {out} exists and is not a folder")
+    check_output_target(out, kind="folder")
     entries = sorted(out.iterdir()) if out.is_dir() else []
     foreign = [e.name for e in entries if not _matches(e.name, patterns)]
     if entries and not (overwrite or keep_existing):

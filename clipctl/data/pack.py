@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from clipctl.data.csv_table import parse_separator
 from clipctl.data.images import IMAGE_EXTENSIONS, RESIZE_MODES, UnreadableImage, encode_image_file
 from clipctl.data.outdir import check_free_space, prepare_output_dir
 from clipctl.data.shards import Sample, ShardWriter, sizes_from_stats, write_sizes
@@ -96,7 +97,7 @@ def items_from_table(
         raise ClipctlError(f"cannot read {table}: {err}") from err
     if not header.strip():
         raise ClipctlError(f"{table} is empty")
-    sep = separator or detect_separator(header, table.suffix.lower())
+    sep = parse_separator(separator) if separator else detect_separator(header, table.suffix.lower())
     try:
         frame = pd.read_csv(table, sep=sep, dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:

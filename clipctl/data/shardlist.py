@@ -2,14 +2,18 @@
 sample counts from ``sizes.json`` / ``__len__``, and existence checks that name the first missing shard.
 
 A spec is a string such as ``'shards/{00000..00099}.tar::/other/{000..009}.tar'`` or a list of such strings (each
-element is one more source). A source that is an existing directory stands for every ``*.tar`` in it.
+element is one more source). A source that is an existing directory stands for every ``*.tar`` in it; a local
+glob (``'shards/*.tar'``, quoted so that clipctl and not the shell expands it) stands for the files it matches,
+in sorted order. Braces are expanded first, so ``'{train,extra}/*.tar'`` works too.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from braceexpand import braceexpand
 
@@ -40,10 +44,31 @@ def split_sources(spec: str | Sequence[str]) -> list[str]:
     return sources
 
 
+def open_shard(url: str) -> BinaryIO:
+    """A binary stream of one shard: a local file, or a URL / ``pipe:`` command through webdataset's gopen
+    (``http(s)://`` via curl, ``s3://`` and other schemes via their command line tools). A remote shard that
+    cannot be fetched (404, a failing command) raises OSError at the latest when the stream is closed."""
+    if is_remote(url):
+        import webdataset as wds
+
+        return wds.gopen(url, "rb")
+    return open(url, "rb")
+
+
+def is_glob(source: str) -> bool:
+    return not is_remote(source) and glob.has_magic(source)
+
+
 def expand_source(source: str) -> list[str]:
     if not is_remote(source) and os.path.isdir(source):
         return sorted(os.path.join(source, f) for f in os.listdir(source) if f.endswith(".tar"))
-    return list(braceexpand(source))
+    shards: list[str] = []
+    for item in braceexpand(source):
+        if is_glob(item):
+            shards.extend(sorted(p for p in glob.glob(os.path.expanduser(item)) if os.path.isfile(p)))
+        else:
+            shards.append(item)
+    return shards
 
 
 def expand_shard_spec(
@@ -82,7 +107,13 @@ def expand_shard_spec(
     for i, source in enumerate(sources):
         expanded = expand_source(source)
         if not expanded:
-            what = "directory with no .tar files" if os.path.isdir(source) else "pattern"
+            what = (
+                "directory with no .tar files"
+                if os.path.isdir(source)
+                else "glob that matches no file"
+                if is_glob(source)
+                else "pattern"
+            )
             raise ClipctlError(f"shard spec {source!r} ({what}) expands to no shards")
         shards.extend(expanded)
         if factors is not None:

@@ -15,7 +15,7 @@ from typing import Any
 from clipctl.data.outdir import check_free_space
 from clipctl.demo.settings import MANIFEST, OWN_ENTRIES
 from clipctl.errors import ClipctlError
-from clipctl.fileio import write_json_atomic
+from clipctl.fileio import check_output_target, write_json_atomic
 
 
 def is_own_entry(name: str) -> bool:
@@ -50,8 +50,7 @@ def prepare_demo_dir(out: Path, parameters: dict[str, Any], *, overwrite: bool) 
     Raises ClipctlError, before anything is deleted, when the folder holds a different run (and ``overwrite`` is
     not set) or files the demo did not write.
     """
-    if out.exists() and not out.is_dir():
-        raise ClipctlError(f"output {out} exists and is not a folder")
+    check_output_target(out, kind="folder")
     entries = sorted(out.iterdir()) if out.is_dir() else []
     if not entries:
         return False

@@ -11,11 +11,12 @@ Every step calls the job function behind the command, so the demo fails exactly 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,24 +226,11 @@ def _zero_shot(model: str, checkpoint: Path, data_summary: Any, results_json: Pa
 
 
 def _top_k(results: dict[str, Any], k: int) -> float:
-    """The top-k accuracy out of a results JSON as a fraction, whichever of the usual key names the toolkit
-    uses (``top1``, ``acc1``, ``...-top1``; nested under ``metrics`` or not; fractions or percentages)."""
-    metrics = results.get("metrics", results)
-    value = None
-    for key in (f"top{k}", f"acc{k}", f"zeroshot-top{k}", f"top{k}_accuracy", f"acc_top{k}"):
-        if isinstance(metrics.get(key), (int, float)):
-            value = float(metrics[key])
-            break
-    else:
-        for key, found in metrics.items():
-            if isinstance(found, (int, float)) and key.endswith((f"top{k}", f"acc{k}")):
-                value = float(found)
-                break
-    if value is None:
-        raise RunFailure(
-            f"the zero-shot results hold no top-{k} accuracy (keys: {', '.join(sorted(metrics))})"
-        )
-    return value / 100 if value > 1 else value
+    """The top-k accuracy, a fraction, of the zero-shot job's document (``metrics.top1`` / ``metrics.top5``)."""
+    value = (results.get("metrics") or {}).get(f"top{k}")
+    if not isinstance(value, (int, float)):
+        raise RunFailure(f"the zero-shot results hold no metrics.top{k}")
+    return float(value)
 
 
 def _embed(model: str, checkpoint: Path, heldout_dir: str, parquet: Path) -> int:
@@ -312,6 +300,113 @@ def _prediction_grid(
     plot_prediction_grid(items, png, columns=4)
 
 
+class _StageClock:
+    """Seconds per stage, and one line to ``announce`` as each stage starts."""
+
+    def __init__(self, announce: Announce | None) -> None:
+        self.announce = announce
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, message: str | None = None) -> Iterator[None]:
+        mark = time.perf_counter()
+        if message is not None:
+            _say(self.announce, message)
+        yield
+        self.seconds[name] = time.perf_counter() - mark
+
+
+@dataclass
+class _StageOutputs:
+    """What the four stages made, all inside the demo's output folder."""
+
+    data: Any  # the data.synth summary
+    run_dir: Path
+    checkpoint: Path
+    records: list[dict[str, Any]]
+    results: dict[str, Any]
+    num_embedded: int
+    search: dict[str, Any]
+
+
+def _run_stages(
+    out: Path, settings: DemoSettings, seed: int, model: str, image_size: int, clock: _StageClock
+) -> _StageOutputs:
+    """Generate the data, train, evaluate zero-shot, embed and search, and draw the two PNGs."""
+    from clipctl.data.synth import synthesize_dataset
+
+    with clock.stage("data", f"1/4 generating {settings.num_train:,} training images and the held-out split"):
+        data = synthesize_dataset(
+            out / DATA_DIR,
+            seed=seed,
+            num_train=settings.num_train,
+            num_heldout_per_class=settings.num_heldout_per_class,
+            image_size=image_size,
+            samples_per_shard=settings.samples_per_shard,
+            processes=_processes(),
+            overwrite=True,  # the data folder is the demo's own
+        )
+    with clock.stage("train", f"2/4 training {model} with recipe {settings.recipe}"):
+        run_dir, checkpoint = _train(data, settings, out / RUNS_DIR, seed)
+    records = read_train_metrics(run_dir)
+    with clock.stage("zeroshot", f"3/4 zero-shot evaluation on {data.num_heldout} held-out images"):
+        results = _zero_shot(model, checkpoint, data, out / RESULTS_FILE)
+    with clock.stage("embed", "4/4 embedding the held-out images, indexing and searching them"):
+        num_embedded = _embed(model, checkpoint, data.heldout_dir, out / EMBEDDINGS_FILE)
+    with clock.stage("search"):
+        search = _search(out / EMBEDDINGS_FILE, out / INDEX_DIR, data, _top_k(results, 1))
+    with clock.stage("plots"):
+        from clipctl.demo.plots import plot_loss_curve
+
+        steps, losses = [int(r["step"]) for r in records], [float(r["loss"]) for r in records]
+        plot_loss_curve(steps, losses, run_dir / LOSS_CURVE_FILE)
+        grid = run_dir / PREDICTIONS_FILE
+        _prediction_grid(model, checkpoint, data, out / EMBEDDINGS_FILE, grid, settings.grid_images)
+    return _StageOutputs(data, run_dir, checkpoint, records, results, num_embedded, search)
+
+
+def _report(
+    out: Path,
+    quick: bool,
+    seed: int,
+    settings: DemoSettings,
+    model: str,
+    made: _StageOutputs,
+    *,
+    data_reused: bool,
+    seconds: dict[str, float],
+) -> DemoReport:
+    data = made.data
+    num_classes = len(data.classnames)
+    return DemoReport(
+        out_dir=str(out),
+        quick=quick,
+        seed=seed,
+        recipe=settings.recipe,
+        model=model,
+        data_dir=data.out_dir,
+        num_train=data.num_train,
+        num_heldout=data.num_heldout,
+        num_classes=num_classes,
+        run_dir=str(made.run_dir),
+        checkpoint=str(made.checkpoint),
+        results_json=str(out / RESULTS_FILE),
+        embeddings_parquet=str(out / EMBEDDINGS_FILE),
+        loss_curve_png=str(made.run_dir / LOSS_CURVE_FILE),
+        predictions_png=str(made.run_dir / PREDICTIONS_FILE),
+        samples_per_second=steady_samples_per_second(made.records),
+        loss=summarize_loss(made.records),
+        top1=_top_k(made.results, 1),
+        top5=_top_k(made.results, 5),
+        chance_top1=1 / num_classes,
+        chance_top5=min(5, num_classes) / num_classes,
+        num_embedded=made.num_embedded,
+        data_reused=data_reused,
+        seconds={k: round(v, 2) for k, v in seconds.items()},
+        search=made.search,
+    )
+
+
 def run_demo(
     out_dir: str | Path,
     *,
@@ -339,82 +434,19 @@ def run_demo(
     reuse = prepare_demo_dir(out, parameters, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, {"parameters": parameters, "status": "running"})
-    seconds: dict[str, float] = {}
 
-    from clipctl.data.synth import synthesize_dataset
-
-    mark = time.perf_counter()
-    _say(announce, f"1/4 generating {settings.num_train:,} training images and the held-out split")
-    data = synthesize_dataset(
-        out / DATA_DIR,
-        seed=seed,
-        num_train=settings.num_train,
-        num_heldout_per_class=settings.num_heldout_per_class,
-        image_size=image_size,
-        samples_per_shard=settings.samples_per_shard,
-        processes=_processes(),
-        overwrite=True,  # the data folder is the demo's own
-    )
-    seconds["data"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    _say(announce, f"2/4 training {model} with recipe {settings.recipe}")
-    run_dir, checkpoint = _train(data, settings, out / RUNS_DIR, seed)
-    seconds["train"] = time.perf_counter() - mark
-    records = read_train_metrics(run_dir)
-
-    mark = time.perf_counter()
-    _say(announce, f"3/4 zero-shot evaluation on {data.num_heldout} held-out images")
-    results_json = out / RESULTS_FILE
-    results = _zero_shot(model, checkpoint, data, results_json)
-    seconds["zeroshot"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    _say(announce, "4/4 embedding the held-out images, indexing and searching them")
-    parquet = out / EMBEDDINGS_FILE
-    num_embedded = _embed(model, checkpoint, data.heldout_dir, parquet)
-    seconds["embed"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    search = _search(parquet, out / INDEX_DIR, data, _top_k(results, 1))
-    seconds["search"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    from clipctl.demo.plots import plot_loss_curve
-
-    loss_png = run_dir / LOSS_CURVE_FILE
-    plot_loss_curve([int(r["step"]) for r in records], [float(r["loss"]) for r in records], loss_png)
-    predictions_png = run_dir / PREDICTIONS_FILE
-    _prediction_grid(model, checkpoint, data, parquet, predictions_png, settings.grid_images)
-    seconds["plots"] = time.perf_counter() - mark
-    seconds["total"] = time.perf_counter() - started
-
-    num_classes = len(data.classnames)
-    report = DemoReport(
-        out_dir=str(out),
-        quick=quick,
-        seed=seed,
-        recipe=settings.recipe,
-        model=model,
-        data_dir=data.out_dir,
-        num_train=data.num_train,
-        num_heldout=data.num_heldout,
-        num_classes=num_classes,
-        run_dir=str(run_dir),
-        checkpoint=str(checkpoint),
-        results_json=str(results_json),
-        embeddings_parquet=str(parquet),
-        loss_curve_png=str(loss_png),
-        predictions_png=str(predictions_png),
-        samples_per_second=steady_samples_per_second(records),
-        loss=summarize_loss(records),
-        top1=_top_k(results, 1),
-        top5=_top_k(results, 5),
-        chance_top1=1 / num_classes,
-        chance_top5=min(5, num_classes) / num_classes,
-        num_embedded=num_embedded,
-        data_reused=bool(reuse and data.reused),
-        seconds={k: round(v, 2) for k, v in seconds.items()},
-        search=search,
+    clock = _StageClock(announce)
+    made = _run_stages(out, settings, seed, model, image_size, clock)
+    clock.seconds["total"] = time.perf_counter() - started
+    report = _report(
+        out,
+        quick,
+        seed,
+        settings,
+        model,
+        made,
+        data_reused=bool(reuse and made.data.reused),
+        seconds=clock.seconds,
     )
     write_manifest(out, {"parameters": parameters, "status": "done", "report": report.to_dict()})
     return report

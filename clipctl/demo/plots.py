@@ -1,7 +1,5 @@
-"""The demo's two pictures, drawn with PIL alone: the training-loss curve and a grid of held-out images
-labelled with the class the trained model predicts for each.
-
-PIL only, so the demo needs nothing beyond clipctl's own dependencies (no matplotlib).
+"""The demo's two pictures, drawn with PIL alone (helpers in ``clipctl.drawing``): the training-loss curve and a
+grid of held-out images labelled with the class the trained model predicts for each.
 """
 
 from __future__ import annotations
@@ -12,53 +10,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from clipctl.fileio import write_with
+from clipctl.drawing import BACKGROUND as _BACKGROUND
+from clipctl.drawing import GRID as _GRID
+from clipctl.drawing import INK as _INK
+from clipctl.drawing import font as _font
+from clipctl.drawing import nice_ticks as _nice_ticks
+from clipctl.drawing import save_png_atomic as _save_png_atomic
+from clipctl.drawing import text_width as _text_width
+from clipctl.drawing import tick_label as _tick_label
 
-_BACKGROUND = (255, 255, 255)
-_INK = (40, 40, 40)
-_GRID = (225, 225, 225)
 _CURVE = (31, 119, 180)
 _RIGHT = (20, 130, 50)
 _WRONG = (200, 30, 30)
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> int:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
-    return right - left
-
-
-def _save_png_atomic(image: Image.Image, path: Path) -> Path:
-    return write_with(path, lambda tmp: image.save(tmp, format="PNG"))
-
-
-def _nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
-    """Round tick values covering [low, high] (1, 2 or 5 times a power of ten apart)."""
-    span = high - low
-    if span <= 0:
-        return [low]
-    raw = span / max(count - 1, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + 1e-9 * step:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
-
-
-def _tick_label(value: float) -> str:
-    return f"{value:g}"
 
 
 def plot_loss_curve(

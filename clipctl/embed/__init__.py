@@ -5,20 +5,10 @@ Names load on first use, so that the CLI can read :mod:`clipctl.embed.defaults` 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clipctl._lazy import lazy_exports
 
 _EXPORTS = {
-    "EmbedOptions": "clipctl.embed.job",
-    "EmbedSummary": "clipctl.embed.job",
-    "embed_images": "clipctl.embed.job",
-    "embed_texts": "clipctl.embed.job",
+    "clipctl.embed.job": ("EmbedOptions", "EmbedSummary", "embed_images", "embed_texts"),
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'clipctl.embed' has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

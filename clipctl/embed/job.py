@@ -77,6 +77,11 @@ def errors_path_for(out: str | os.PathLike) -> Path:
 # -- model --------------------------------------------------------------------------------------------------
 
 
+def _check_out(out: str | os.PathLike, fmt: str) -> Path:
+    """The output path, refused before the model loads when it can never be written."""
+    return fileio.check_output_target(out, kind="folder" if fmt == "clip-retrieval" else "file")
+
+
 def _check_choices(fmt: str, batch_size: int) -> None:
     if fmt not in FORMATS:
         raise ClipctlError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -193,9 +198,11 @@ def _loader(
 @dataclass
 class EmbedOptions:
     """How to embed. ``model`` None means ViT-B-32 with its laion2b weights (unless ``pretrained`` is given);
-    ``pretrained`` None or 'none' means random weights. ``workers`` None: cores, at most 8;
+    ``pretrained`` 'none' means random weights, None the weights the model name brings (none for a registry
+    name). ``workers`` None: cores, at most 8;
     ``encode_in_workers`` None: on a CPU under Linux, each worker encodes whole batches (see the module doc).
-    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run)."""
+    ``after_batch(n)`` is called after the n-th written batch (tests use it to interrupt a run); ``announce``
+    gets warnings worth a line, such as bf16 on a CPU that emulates it."""
 
     model: str | None = None
     pretrained: str | None = None
@@ -211,13 +218,25 @@ class EmbedOptions:
     chunk_seconds: float = 60.0
     encode_in_workers: bool | None = None
     after_batch: Callable[[int], None] | None = None
+    announce: Callable[[str], None] | None = (
+        None  # one-line warnings before the work starts (the CLI prints them)
+    )
 
     def weights(self) -> tuple[str, str | None]:
-        """(model, pretrained) with the defaults applied."""
-        pretrained = None if self.pretrained is None or self.pretrained.lower() == "none" else self.pretrained
+        """(model, pretrained) with the defaults applied; 'none' is passed on for the resolver to read."""
         if self.model is None:
-            return DEFAULT_MODEL, DEFAULT_PRETRAINED if self.pretrained is None else pretrained
-        return self.model, pretrained
+            return DEFAULT_MODEL, DEFAULT_PRETRAINED if self.pretrained is None else self.pretrained
+        return self.model, self.pretrained
+
+    def random_weights(self) -> bool:
+        """Whether the model is built without weights: 'none', or a registry name with no ``pretrained``
+        (an ``hf-hub:``/``local-dir:`` name brings its own weights)."""
+        from clipctl.config.resolver import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, no_weights_requested
+
+        model, pretrained = self.weights()
+        if pretrained is None:
+            return not model.startswith((HF_HUB_PREFIX, LOCAL_DIR_PREFIX))
+        return no_weights_requested(pretrained)
 
 
 @dataclass
@@ -234,6 +253,8 @@ class _Run:
 def _start(options: EmbedOptions, modality: str, source: str, fast_decode: bool) -> _Run:
     _check_choices(options.format, options.batch_size)
     torch_device, plan = _plan(options.device, options.precision)
+    if plan.note and options.announce is not None:
+        options.announce(plan.note)
     started = time.perf_counter()
     model, pretrained = options.weights()
     encoder, preprocess, settings = load_encoder(model, pretrained, plan, torch_device, options.normalize)
@@ -302,7 +323,7 @@ def embed_images(
     """Embed every image of ``src`` into ``out``; images already in ``out`` are skipped (resume)."""
     options = options or EmbedOptions()
     source = open_image_source(src)
-    out_path = Path(out)
+    out_path = _check_out(out, options.format)
     run = _start(options, "image", source.root, options.fast_decode)
     key_column = "image_path" if options.format == "clip-retrieval" else source.key_column
     store = _open_store(
@@ -343,7 +364,7 @@ def embed_texts(
     if options.fast_decode:
         raise ClipctlError("--fast-decode applies to images, not --text")
     captions = read_caption_lines(src)
-    out_path = Path(out)
+    out_path = _check_out(out, options.format)
     run = _start(options, "text", str(Path(src).resolve()), False)
     tokenizer = get_tokenizer(options.weights()[0])
     store = _open_store(

@@ -50,15 +50,20 @@ def _mismatch_message(out: Path, found: dict[str, str], wanted: dict[str, str]) 
 
 
 class EmbeddingStore:
-    """Interface shared by the Parquet and clip-retrieval writers."""
+    """Interface shared by the Parquet and clip-retrieval writers: rows are buffered, then flushed as a chunk."""
 
     out: Path
+    buffer: _ChunkBuffer
 
     def done_keys(self) -> set:
         raise NotImplementedError
 
     def add(self, keys: list, embeddings: np.ndarray, extras: dict[str, list]) -> None:
-        raise NotImplementedError
+        if not keys:
+            return
+        self.buffer.add(keys, embeddings, extras)
+        if self.buffer.full():
+            self.flush()
 
     def flush(self) -> None:
         raise NotImplementedError
@@ -190,13 +195,6 @@ class ParquetStore(EmbeddingStore):
         columns.append(pa.FixedSizeListArray.from_arrays(flat, dim))
         return pa.Table.from_arrays(columns, schema=schema)
 
-    def add(self, keys: list, embeddings: np.ndarray, extras: dict[str, list]) -> None:
-        if not keys:
-            return
-        self.buffer.add(keys, embeddings, extras)
-        if self.buffer.full():
-            self.flush()
-
     def flush(self) -> None:
         """Write buffered rows as the next part file."""
         if not self.buffer.keys:
@@ -317,13 +315,6 @@ class ClipRetrievalStore(EmbeddingStore):
         for path in self._metadata_files():
             done.update(pq.read_table(path, columns=[column]).column(0).to_pylist())
         return done
-
-    def add(self, keys: list, embeddings: np.ndarray, extras: dict[str, list]) -> None:
-        if not keys:
-            return
-        self.buffer.add(keys, embeddings, extras)
-        if self.buffer.full():
-            self.flush()
 
     def flush(self) -> None:
         if not self.buffer.keys:

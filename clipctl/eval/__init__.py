@@ -1,1 +1,2 @@
-"""Evaluation jobs (zero-shot classification, retrieval). Submodules import torch; this package does not."""
+"""Evaluation jobs (zero-shot classification, retrieval, linear probes) and result tables. Submodules import
+torch; this package does not."""

@@ -203,7 +203,7 @@ def _image_bytes(sample: dict[str, Any]) -> bytes | None:
     return next((sample[ext] for ext in WDS_IMAGE_EXTENSIONS if ext in sample), None)
 
 
-class _ShardStream(IterableDataset):
+class ShardStream(IterableDataset):
     """Shards split across DataLoader workers (worker ``i`` reads shards ``i, i+W, ...``)."""
 
     def __init__(self, shards: Sequence[str], transform: Transform | None):
@@ -239,7 +239,7 @@ class _ShardStream(IterableDataset):
         raise NotImplementedError
 
 
-class WdsClassification(_ShardStream):
+class WdsClassification(ShardStream):
     """Image + ``.cls`` (a class index as text) samples."""
 
     def convert(self, sample: dict[str, Any], name: str) -> Any:
@@ -253,7 +253,7 @@ class WdsClassification(_ShardStream):
         return image if isinstance(image, Unreadable) else (image, label)
 
 
-class WdsRetrieval(_ShardStream):
+class WdsRetrieval(ShardStream):
     """Image + ``.txt`` samples; ``multi_caption`` reads one caption per line (CLIP_benchmark's retrieval sets)."""
 
     def __init__(self, shards: Sequence[str], transform: Transform | None, multi_caption: bool):

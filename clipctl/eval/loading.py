@@ -34,13 +34,18 @@ class LoadedModel:
 
 
 def load_model(
-    model: str, pretrained: str | None, device: torch.device, precision: PrecisionPlan
+    model: str,
+    pretrained: str | None,
+    device: torch.device,
+    precision: PrecisionPlan,
+    *,
+    weights_only: bool = True,
 ) -> LoadedModel:
     """Resolve, build and load strictly (an unknown name or a mismatched checkpoint is a one-line error)."""
     from clipctl.api import create_model_and_transforms, get_tokenizer
 
     net, _, preprocess = create_model_and_transforms(
-        model, pretrained, precision=precision.model_precision, device=device
+        model, pretrained, precision=precision.model_precision, device=device, weights_only=weights_only
     )
     net.eval()
     return LoadedModel(net, preprocess, get_tokenizer(model), device, precision)

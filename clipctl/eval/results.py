@@ -1,4 +1,5 @@
-"""Results documents of `clipctl zeroshot` and `clipctl eval retrieval`, and writing them safely.
+"""Results documents of `clipctl zeroshot`, `clipctl eval retrieval` and `clipctl eval linear-probe`, and writing
+them safely.
 
 Two shapes:
 
@@ -8,7 +9,8 @@ Two shapes:
   ``{"model", "pretrained", "results": [<one such document per dataset>]}``.
 - ``clip_benchmark``: CLIP_benchmark's dump, ``{"dataset", "model", "pretrained", "task", "metrics",
   "language"}`` with its metric names (``acc1``, ``acc5``, ``mean_per_class_recall``;
-  ``image_retrieval_recall@k``, ``text_retrieval_recall@k``). CLIP_benchmark writes one file per dataset, so
+  ``image_retrieval_recall@k``, ``text_retrieval_recall@k``; for ``linear_probe`` ``lp_acc1``, ``lp_acc5``,
+  ``lp_mean_per_class_recall``, ``weight_decay``, ``seed``, ``fewshot_k`` (-1: all), ``normalized``). CLIP_benchmark writes one file per dataset, so
   several datasets need ``{dataset}`` in the output path.
 
 An undefined number (``top5`` with fewer than five classes) is ``null``, never ``NaN``: the files are strict JSON.
@@ -58,6 +60,16 @@ def clip_benchmark_document(doc: dict[str, Any]) -> dict[str, Any]:
             "acc1": metrics["top1"],
             "acc5": metrics["top5"],
             "mean_per_class_recall": metrics["mean_per_class_recall"],
+        }
+    elif doc["task"] == "linear_probe":
+        cb_metrics = {
+            "lp_acc1": metrics["top1"],
+            "lp_acc5": metrics["top5"],
+            "lp_mean_per_class_recall": metrics["mean_per_class_recall"],
+            "weight_decay": doc["weight_decay"],
+            "seed": doc["seed"],
+            "fewshot_k": doc["few_shot"] if doc["few_shot"] is not None else -1,  # CLIP_benchmark's "all"
+            "normalized": True,
         }
     else:
         from clipctl.eval.retrieval import clip_benchmark_retrieval_metrics
@@ -150,6 +162,7 @@ def check_outputs(
     if out is None:
         return
     for path in output_paths(out, datasets, fmt):
+        fileio.check_output_target(path, kind="file")
         check_output(path, model, pretrained, overwrite)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from clipctl.config.resolver import pretrained_label
 from clipctl.errors import ClipctlError
 
 DEFAULT_BATCH_SIZE = 64
@@ -77,7 +78,7 @@ def retrieval_document(options: RetrievalOptions) -> dict[str, Any]:
 
     check_batch_size(options.batch_size)
     torch_device, plan = plan_eval(options.device, options.precision)
-    pretrained = None if options.pretrained in (None, "", "none") else str(options.pretrained)
+    pretrained = pretrained_label(options.pretrained)  # the results record random weights as null
     source = open_retrieval_source(
         str(options.data),
         csv_img_key=options.csv_img_key,
@@ -88,7 +89,7 @@ def retrieval_document(options: RetrievalOptions) -> dict[str, Any]:
     check_outputs(
         options.out, [source.name], options.format, options.model, pretrained, overwrite=options.overwrite
     )
-    loaded = load_model(options.model, pretrained, torch_device, plan)
+    loaded = load_model(options.model, options.pretrained, torch_device, plan)  # "none": random weights
     features = _encode(loaded, source, options)
     if features.num_images == 0:
         first = features.failures[0] if features.failures else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipctl.config.resolver import pretrained_label
 from clipctl.errors import ClipctlError
 
 DEFAULT_BATCH_SIZE = 64
@@ -309,7 +310,7 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
 
     check_batch_size(options.batch_size)
     torch_device, plan = plan_eval(options.device, options.precision)
-    pretrained = None if options.pretrained in (None, "", "none") else str(options.pretrained)
+    pretrained = pretrained_label(options.pretrained)  # the results record random weights as null
     datasets = collect_datasets(
         data=options.data,
         classnames=options.classnames,
@@ -321,7 +322,16 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
     names = [d.name for d in datasets]
     check_outputs(options.out, names, options.format, options.model, pretrained, overwrite=options.overwrite)
 
-    loaded = load_model(options.model, pretrained, torch_device, plan)
+    loaded = load_model(options.model, options.pretrained, torch_device, plan)  # "none": random weights
+    return evaluate_datasets(loaded, datasets, options, pretrained)
+
+
+def evaluate_datasets(
+    loaded: Any, datasets: list[ZeroShotDataset], options: ZeroShotOptions, pretrained: str | None
+) -> list[dict[str, Any]]:
+    """The results document of each dataset for an already loaded model (``eval.loading.LoadedModel``): soups
+    and WiSE-FT score many weights in one model this way, loading each state dict instead of a new model.
+    ``options`` gives the model name, batch size, workers and progress; ``pretrained`` names the weights."""
     classifiers: dict[tuple, Any] = {}
     docs = []
     for dataset in datasets:
@@ -329,7 +339,7 @@ def zeroshot_documents(options: ZeroShotOptions) -> list[dict[str, Any]]:
         if key not in classifiers:
             classifiers[key] = _classifier(loaded, dataset)
         scores = _evaluate(loaded, dataset, classifiers[key], options)
-        docs.append(_document(dataset, scores, options.model, pretrained, options.precision))
+        docs.append(_document(dataset, scores, options.model, pretrained, loaded.precision.precision))
     return docs
 
 

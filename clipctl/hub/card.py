@@ -33,6 +33,8 @@ def _millions(n: int) -> str:
 def _weights_source(prepared: PreparedModel) -> str:
     from pathlib import Path
 
+    if prepared.weights_description:
+        return prepared.weights_description
     if prepared.run is not None:
         epoch = f", epoch {prepared.run.epoch}" if prepared.run.epoch is not None else ""
         return (

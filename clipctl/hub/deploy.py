@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipctl.fileio import write_json_atomic
+from clipctl.fileio import check_output_target, write_json_atomic
 
 DTYPES = ("fp32", "fp16", "bf16")
 FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -46,6 +46,7 @@ def export_model(
         raise ClipctlError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     out_path = Path(out_path)
     as_file = out_path.suffix in FILE_SUFFIXES
+    check_output_target(out_path, kind="file" if as_file else None)
     if not as_file and out_path.exists() and not out_path.is_dir():
         raise ClipctlError(
             f"--out {out_path} exists and is not a folder; give a folder or a file ending in "

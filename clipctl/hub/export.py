@@ -19,7 +19,7 @@ from typing import Any
 
 from clipctl.config.resolver import HUB_CONFIG_NAME
 from clipctl.errors import ClipctlError
-from clipctl.fileio import atomic_folder
+from clipctl.fileio import atomic_folder, check_output_target
 from clipctl.hub.card import CARD_MARKER
 
 SAFETENSORS_NAME = "open_clip_model.safetensors"
@@ -71,6 +71,7 @@ class PreparedModel:
     tokenizer: Any = None
     run: RunInfo | None = None
     pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    weights_description: str | None = None  # the card's "weights" line when it is none of the above (a soup)
 
 
 @dataclass
@@ -267,10 +268,9 @@ def _visible_entries(folder: Path) -> list[Path]:
 
 def check_output_folder(folder: Path, model_cfg: dict[str, Any], overwrite: bool) -> bool:
     """Refuse a folder that holds something else; return True if it holds another model being replaced."""
+    check_output_target(folder, what="--local-dir", kind="folder")
     if not folder.exists():
         return False
-    if not folder.is_dir():
-        raise ClipctlError(f"--local-dir {folder} exists and is not a folder")
     entries = _visible_entries(folder)
     if not entries:
         return False

@@ -11,7 +11,15 @@ from torch import nn
 
 from clipctl.errors import ClipctlError
 from clipctl.models.layers import LayerNorm, LayerNormFp32, QuickGELU
-from clipctl.models.transformer import reject_custom_block
+from clipctl.models.transformer import CUSTOM_BLOCK_FLAGS, reject_custom_block
+
+# Options of the transformer blocks, the same keys in both native towers' configs.
+BLOCK_DEFAULTS: dict[str, Any] = {
+    "act_kwargs": None,
+    "norm_kwargs": None,
+    "block_type": None,
+    **dict.fromkeys(CUSTOM_BLOCK_FLAGS, False),
+}
 
 VISION_DEFAULTS: dict[str, Any] = {
     "layers": 12,
@@ -30,15 +38,7 @@ VISION_DEFAULTS: dict[str, Any] = {
     "final_ln_after_pool": False,
     "pool_type": "tok",
     "output_tokens": False,
-    "act_kwargs": None,
-    "norm_kwargs": None,
-    "block_type": None,
-    "qk_norm": False,
-    "scaled_cosine_attn": False,
-    "scale_heads": False,
-    "scale_attn_inner": False,
-    "scale_attn": False,
-    "scale_fc": False,
+    **BLOCK_DEFAULTS,
     "timm_model_name": None,
     "timm_model_pretrained": False,
     "timm_pool": "avg",
@@ -68,15 +68,7 @@ TEXT_DEFAULTS: dict[str, Any] = {
     "proj_bias": False,
     "proj_type": "linear",
     "output_tokens": False,
-    "act_kwargs": None,
-    "norm_kwargs": None,
-    "block_type": None,
-    "qk_norm": False,
-    "scaled_cosine_attn": False,
-    "scale_heads": False,
-    "scale_attn_inner": False,
-    "scale_attn": False,
-    "scale_fc": False,
+    **BLOCK_DEFAULTS,
     "hf_model_name": None,
     "hf_model_pretrained": True,
     "hf_proj_type": "mlp",
@@ -113,25 +105,53 @@ def _norm_and_act(cfg: dict[str, Any], quick_gelu: bool, cast_dtype: torch.dtype
     return norm_layer, act_layer
 
 
+# config keys passed under the same name to the native towers
+_VIT_KEYS = (
+    "image_size",
+    "patch_size",
+    "width",
+    "layers",
+    "mlp_ratio",
+    "ls_init_value",
+    "attentional_pool",
+    "attn_pooler_queries",
+    "attn_pooler_heads",
+    "patch_dropout",
+    "no_ln_pre",
+    "pos_embed_type",
+    "pool_type",
+    "final_ln_after_pool",
+    "output_tokens",
+)
+_TEXT_TRANSFORMER_KEYS = (
+    "context_length",
+    "vocab_size",
+    "width",
+    "heads",
+    "layers",
+    "mlp_ratio",
+    "ls_init_value",
+    "embed_cls",
+    "no_causal_mask",
+    "pad_id",
+    "eos_id",
+    "pool_type",
+    "proj_type",
+    "proj_bias",
+    "output_tokens",
+)
+
+
+def _pick(cfg: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: cfg[key] for key in keys}
+
+
 def build_vision_tower(
     embed_dim: int, vision_cfg: dict, quick_gelu: bool = False, cast_dtype: torch.dtype | None = None
 ) -> nn.Module:
     cfg = _with_defaults(vision_cfg, VISION_DEFAULTS, "vision_cfg")
     if cfg["timm_model_name"]:
-        from clipctl.models.timm_tower import TimmModel
-
-        return TimmModel(
-            cfg["timm_model_name"],
-            embed_dim=embed_dim,
-            image_size=cfg["image_size"],
-            pool=cfg["timm_pool"],
-            proj=cfg["timm_proj"],
-            proj_bias=cfg["timm_proj_bias"],
-            drop=cfg["timm_drop"],
-            drop_path=cfg["timm_drop_path"],
-            patch_drop=cfg["patch_dropout"] if cfg["patch_dropout"] > 0 else None,
-            pretrained=cfg["timm_model_pretrained"],
-        )
+        return _timm_tower(cfg, embed_dim)
     if isinstance(cfg["layers"], (tuple, list)):
         from clipctl.models.resnet import ModifiedResNet
 
@@ -146,26 +166,26 @@ def build_vision_tower(
 
     reject_custom_block(cfg, "vision_cfg")
     norm_layer, act_layer = _norm_and_act(cfg, quick_gelu, cast_dtype)
+    heads = cfg["width"] // cfg["head_width"]
     return VisionTransformer(
+        heads=heads, output_dim=embed_dim, act_layer=act_layer, norm_layer=norm_layer, **_pick(cfg, _VIT_KEYS)
+    )
+
+
+def _timm_tower(cfg: dict[str, Any], embed_dim: int) -> nn.Module:
+    from clipctl.models.timm_tower import TimmModel
+
+    return TimmModel(
+        cfg["timm_model_name"],
+        embed_dim=embed_dim,
         image_size=cfg["image_size"],
-        patch_size=cfg["patch_size"],
-        width=cfg["width"],
-        layers=cfg["layers"],
-        heads=cfg["width"] // cfg["head_width"],
-        mlp_ratio=cfg["mlp_ratio"],
-        ls_init_value=cfg["ls_init_value"],
-        attentional_pool=cfg["attentional_pool"],
-        attn_pooler_queries=cfg["attn_pooler_queries"],
-        attn_pooler_heads=cfg["attn_pooler_heads"],
-        output_dim=embed_dim,
-        patch_dropout=cfg["patch_dropout"],
-        no_ln_pre=cfg["no_ln_pre"],
-        pos_embed_type=cfg["pos_embed_type"],
-        pool_type=cfg["pool_type"],
-        final_ln_after_pool=cfg["final_ln_after_pool"],
-        act_layer=act_layer,
-        norm_layer=norm_layer,
-        output_tokens=cfg["output_tokens"],
+        pool=cfg["timm_pool"],
+        proj=cfg["timm_proj"],
+        proj_bias=cfg["timm_proj_bias"],
+        drop=cfg["timm_drop"],
+        drop_path=cfg["timm_drop_path"],
+        patch_drop=cfg["patch_dropout"] if cfg["patch_dropout"] > 0 else None,
+        pretrained=cfg["timm_model_pretrained"],
     )
 
 
@@ -189,24 +209,7 @@ def build_text_tower(
     reject_custom_block(cfg, "text_cfg")
     norm_layer, act_layer = _norm_and_act(cfg, quick_gelu, cast_dtype)
     return TextTransformer(
-        context_length=cfg["context_length"],
-        vocab_size=cfg["vocab_size"],
-        width=cfg["width"],
-        heads=cfg["heads"],
-        layers=cfg["layers"],
-        mlp_ratio=cfg["mlp_ratio"],
-        ls_init_value=cfg["ls_init_value"],
-        output_dim=embed_dim,
-        embed_cls=cfg["embed_cls"],
-        no_causal_mask=cfg["no_causal_mask"],
-        pad_id=cfg["pad_id"],
-        eos_id=cfg["eos_id"],
-        pool_type=cfg["pool_type"],
-        proj_type=cfg["proj_type"],
-        proj_bias=cfg["proj_bias"],
-        act_layer=act_layer,
-        norm_layer=norm_layer,
-        output_tokens=cfg["output_tokens"],
+        output_dim=embed_dim, act_layer=act_layer, norm_layer=norm_layer, **_pick(cfg, _TEXT_TRANSFORMER_KEYS)
     )
 
 

@@ -14,11 +14,38 @@ DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 
 
 class _ContrastiveHead(nn.Module):
-    """Shared parts of the two CLIP classes: logit scale/bias, locking, forward outputs."""
+    """Shared parts of the two CLIP classes: construction, logit scale/bias, locking, forward outputs.
+
+    Built in OpenCLIP's order (vision tower, text tower, logit scale), so state_dict keys and random
+    initialisation match it; the subclasses differ in where the text tower's modules live (:meth:`_set_text`).
+    """
 
     output_dict: bool
     visual: nn.Module
     logit_bias: nn.Parameter | None
+
+    def __init__(
+        self,
+        embed_dim: int,
+        vision_cfg: dict,
+        text_cfg: dict,
+        quick_gelu: bool = False,
+        init_logit_scale: float = DEFAULT_LOGIT_SCALE,
+        init_logit_bias: float | None = None,
+        nonscalar_logit_scale: bool = False,
+        cast_dtype: torch.dtype | None = None,
+        output_dict: bool = False,
+    ) -> None:
+        from clipctl.models.build import build_text_tower, build_vision_tower
+
+        super().__init__()
+        self.output_dict = output_dict
+        self.visual = build_vision_tower(embed_dim, vision_cfg, quick_gelu, cast_dtype)
+        self._set_text(build_text_tower(embed_dim, text_cfg, quick_gelu, cast_dtype))
+        self._init_logit_params(init_logit_scale, init_logit_bias, nonscalar_logit_scale)
+
+    def _set_text(self, text: nn.Module) -> None:
+        raise NotImplementedError
 
     def _init_logit_params(
         self, init_logit_scale: float, init_logit_bias: float | None, nonscalar_logit_scale: bool
@@ -68,24 +95,7 @@ class _ContrastiveHead(nn.Module):
 
 
 class CLIP(_ContrastiveHead):
-    def __init__(
-        self,
-        embed_dim: int,
-        vision_cfg: dict,
-        text_cfg: dict,
-        quick_gelu: bool = False,
-        init_logit_scale: float = DEFAULT_LOGIT_SCALE,
-        init_logit_bias: float | None = None,
-        nonscalar_logit_scale: bool = False,
-        cast_dtype: torch.dtype | None = None,
-        output_dict: bool = False,
-    ) -> None:
-        from clipctl.models.build import build_text_tower, build_vision_tower
-
-        super().__init__()
-        self.output_dict = output_dict
-        self.visual = build_vision_tower(embed_dim, vision_cfg, quick_gelu, cast_dtype)
-        text = build_text_tower(embed_dim, text_cfg, quick_gelu, cast_dtype)
+    def _set_text(self, text: nn.Module) -> None:
         if not hasattr(text, "token_embedding"):
             raise ValueError("CLIP needs the native text tower; use CustomTextCLIP for HF text towers")
         # Registered in this order so state_dict keys come out in OpenCLIP's order.
@@ -99,7 +109,6 @@ class CLIP(_ContrastiveHead):
         self.text_pool_type = text.pool_type
         self.text_eos_id = text.eos_id
         self.register_buffer("attn_mask", text.attn_mask, persistent=False)
-        self._init_logit_params(init_logit_scale, init_logit_bias, nonscalar_logit_scale)
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         lock_text_modules(
@@ -142,27 +151,10 @@ class CLIP(_ContrastiveHead):
 
 
 class CustomTextCLIP(_ContrastiveHead):
-    def __init__(
-        self,
-        embed_dim: int,
-        vision_cfg: dict,
-        text_cfg: dict,
-        quick_gelu: bool = False,
-        init_logit_scale: float = DEFAULT_LOGIT_SCALE,
-        init_logit_bias: float | None = None,
-        nonscalar_logit_scale: bool = False,
-        cast_dtype: torch.dtype | None = None,
-        output_dict: bool = False,
-    ) -> None:
-        from clipctl.models.build import build_text_tower, build_vision_tower
-
-        super().__init__()
-        self.output_dict = output_dict
-        self.visual = build_vision_tower(embed_dim, vision_cfg, quick_gelu, cast_dtype)
-        self.text = build_text_tower(embed_dim, text_cfg, quick_gelu, cast_dtype)
-        self.context_length = self.text.context_length
-        self.vocab_size = self.text.vocab_size
-        self._init_logit_params(init_logit_scale, init_logit_bias, nonscalar_logit_scale)
+    def _set_text(self, text: nn.Module) -> None:
+        self.text = text
+        self.context_length = text.context_length
+        self.vocab_size = text.vocab_size
 
     def lock_text_tower(self, unlocked_layers: int = 0, freeze_layer_norm: bool = True) -> None:
         self.text.lock(unlocked_layers, freeze_layer_norm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from clipctl.models.clip import DEFAULT_LOGIT_SCALE
 from clipctl.models.generation import beam_search, sample_tokens
 from clipctl.models.layers import LayerNorm, LayerNormFp32, QuickGELU
 from clipctl.models.text import build_causal_mask
-from clipctl.models.transformer import ResidualAttentionBlock, Transformer
+from clipctl.models.transformer import Transformer, residual_blocks
 
 GENERATION_TYPES = ("beam_search", "top_k", "top_p")
 
@@ -36,19 +37,8 @@ class MultimodalTransformer(Transformer):
     ) -> None:
         super().__init__(width, layers, heads, mlp_ratio, ls_init_value, act_layer, norm_layer)
         self.context_length = context_length
-        self.cross_attn = nn.ModuleList(
-            [
-                ResidualAttentionBlock(
-                    width,
-                    heads,
-                    mlp_ratio,
-                    ls_init_value=ls_init_value,
-                    act_layer=act_layer,
-                    norm_layer=norm_layer,
-                    is_cross_attention=True,
-                )
-                for _ in range(layers)
-            ]
+        self.cross_attn = residual_blocks(
+            layers, width, heads, mlp_ratio, ls_init_value, act_layer, norm_layer, is_cross_attention=True
         )
         self.register_buffer("attn_mask", build_causal_mask(context_length), persistent=False)
         self.ln_final = norm_layer(width)
@@ -213,66 +203,85 @@ class CoCa(nn.Module):
         `beam_search` uses `num_beams` beams split into `num_beam_groups` groups; `top_k`/`top_p` sample.
         With `fixed_output_length` every row is padded to `seq_len`.
         """
-        if generation_type not in GENERATION_TYPES:
-            raise ClipctlError(
-                f"unknown generation_type {generation_type!r} (known: {', '.join(GENERATION_TYPES)})"
-            )
-        if seq_len <= min_seq_len:
-            raise ClipctlError(f"seq_len ({seq_len}) must be larger than min_seq_len ({min_seq_len})")
+        _check_generation(generation_type, seq_len, min_seq_len)
         sot = 49406 if sot_token_id is None else int(sot_token_id)
         eos = 49407 if eos_token_id is None else int(eos_token_id)
         pad = self.pad_id if pad_token_id is None else int(pad_token_id)
+        common: dict[str, Any] = {  # what beam search and sampling both take
+            "eos_token_id": eos,
+            "pad_token_id": pad,
+            "max_length": seq_len,
+            "min_length": min_seq_len,
+            "repetition_penalty": repetition_penalty,
+        }
         was_training = self.training
         self.eval()
         try:
-            if generation_type == "beam_search":
-                if num_beams % num_beam_groups:
-                    raise ClipctlError("num_beams must be divisible by num_beam_groups")
-                images = image.repeat_interleave(num_beams, dim=0)
-                latent, embs = self._encode_image(images)
-                out = beam_search(
-                    lambda tokens: self._next_token_logits(latent, embs, tokens),
-                    batch_size=image.shape[0],
-                    num_beams=num_beams,
-                    num_beam_groups=num_beam_groups,
-                    sot_token_id=sot,
-                    eos_token_id=eos,
-                    pad_token_id=pad,
-                    max_length=seq_len,
-                    min_length=min_seq_len,
-                    repetition_penalty=repetition_penalty,
-                    device=image.device,
-                )
-            else:
-                latent, embs = self._encode_image(image)
-                if text is None:
-                    text = torch.full((image.shape[0], 1), sot, dtype=torch.long, device=image.device)
-                squeeze = text.dim() == 1
-                if squeeze:
-                    text = text[None, :]
-                out = sample_tokens(
-                    lambda tokens, rows: self._next_token_logits(latent[rows], embs[rows], tokens),
+            if generation_type != "beam_search":
+                return self._sample(
+                    image,
                     text,
-                    max_length=seq_len,
+                    sot,
                     window=max_seq_len,
-                    min_length=min_seq_len,
-                    eos_token_id=eos,
-                    pad_token_id=pad,
                     temperature=temperature,
                     top_k=top_k if generation_type == "top_k" else None,
                     top_p=top_p if generation_type == "top_p" else None,
-                    repetition_penalty=repetition_penalty,
                     fixed_output_length=fixed_output_length,
                     generator=generator,
+                    **common,
                 )
-                if squeeze:
-                    out = out.squeeze(0)
-                return out
+            out = self._beam_search(
+                image, num_beams=num_beams, num_beam_groups=num_beam_groups, sot_token_id=sot, **common
+            )
         finally:
             self.train(was_training)
-        if fixed_output_length and out.shape[1] < seq_len:
-            filler = torch.full(
-                (out.shape[0], seq_len - out.shape[1]), pad, dtype=out.dtype, device=out.device
-            )
-            out = torch.cat([out, filler], dim=1)
-        return out
+        return _pad_columns(out, seq_len, pad) if fixed_output_length else out
+
+    def _beam_search(
+        self, image: torch.Tensor, *, num_beams: int, num_beam_groups: int, **search: Any
+    ) -> torch.Tensor:
+        if num_beams % num_beam_groups:
+            raise ClipctlError("num_beams must be divisible by num_beam_groups")
+        latent, embs = self._encode_image(image.repeat_interleave(num_beams, dim=0))
+        return beam_search(
+            lambda tokens: self._next_token_logits(latent, embs, tokens),
+            batch_size=image.shape[0],
+            num_beams=num_beams,
+            num_beam_groups=num_beam_groups,
+            device=image.device,
+            **search,
+        )
+
+    def _sample(
+        self, image: torch.Tensor, prompt: torch.Tensor | None, sot: int, **sampling: Any
+    ) -> torch.Tensor:
+        """Sample after `prompt` ([B, L] or one [L] row; the start token alone when None)."""
+        latent, embs = self._encode_image(image)
+        if prompt is None:
+            prompt = torch.full((image.shape[0], 1), sot, dtype=torch.long, device=image.device)
+        one_row = prompt.dim() == 1
+        out = sample_tokens(
+            lambda tokens, rows: self._next_token_logits(latent[rows], embs[rows], tokens),
+            prompt[None, :] if one_row else prompt,
+            **sampling,
+        )
+        return out.squeeze(0) if one_row else out
+
+
+def _check_generation(generation_type: str, seq_len: int, min_seq_len: int) -> None:
+    if generation_type not in GENERATION_TYPES:
+        raise ClipctlError(
+            f"unknown generation_type {generation_type!r} (known: {', '.join(GENERATION_TYPES)})"
+        )
+    if seq_len <= min_seq_len:
+        raise ClipctlError(f"seq_len ({seq_len}) must be larger than min_seq_len ({min_seq_len})")
+
+
+def _pad_columns(tokens: torch.Tensor, length: int, pad: int) -> torch.Tensor:
+    """`tokens` with pad columns appended up to `length`."""
+    if tokens.shape[1] >= length:
+        return tokens
+    filler = torch.full(
+        (tokens.shape[0], length - tokens.shape[1]), pad, dtype=tokens.dtype, device=tokens.device
+    )
+    return torch.cat([tokens, filler], dim=1)

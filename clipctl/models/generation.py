@@ -7,7 +7,8 @@ set of tokens whose probability mass reaches p).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +126,142 @@ class _Hypotheses:
         return self.worst() >= best_sum_score / length
 
 
+class _GroupBeamSearch:
+    """The state of a group beam search over `batch_size` sentences of `num_beams` rows each.
+
+    Rows are laid out sentence by sentence; within a sentence, group `g` owns rows
+    `g * group_size ... (g + 1) * group_size - 1`.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        num_beams: int,
+        num_beam_groups: int,
+        eos_token_id: int,
+        pad_token_id: int,
+        min_length: int,
+        repetition_penalty: float,
+        device: torch.device | str,
+    ) -> None:
+        self.batch_size, self.num_beams, self.num_groups = batch_size, num_beams, num_beam_groups
+        self.group_size = num_beams // num_beam_groups
+        self.eos, self.pad = eos_token_id, pad_token_id
+        self.min_length, self.repetition_penalty = min_length, repetition_penalty
+        self.device = device
+        # only each group's first beam starts live, so the groups do not all follow the same path
+        scores = torch.full((batch_size, num_beams), -1e9, device=device)
+        scores[:, :: self.group_size] = 0
+        self.beam_scores = scores.view(-1)
+        self.hyps = [
+            [_Hypotheses(self.group_size) for _ in range(num_beam_groups)] for _ in range(batch_size)
+        ]
+
+    def done(self) -> bool:
+        return all(h.done for row in self.hyps for h in row)
+
+    def group_rows(self, g: int) -> torch.Tensor:
+        start = g * self.group_size
+        rows = [
+            b * self.num_beams + start + i for b in range(self.batch_size) for i in range(self.group_size)
+        ]
+        return torch.tensor(rows, device=self.device)
+
+    def step(self, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Extend every row by one token (pad for finished groups); returns the new [rows, L + 1] tokens."""
+        new_tokens = tokens.clone()
+        next_column = torch.full((tokens.shape[0],), self.pad, dtype=torch.long, device=self.device)
+        for g in range(self.num_groups):
+            idx = self.group_rows(g)
+            src, tok, scores = self._advance_group(g, tokens[idx], logits[idx], self.beam_scores[idx])
+            flat_src = (
+                src + torch.arange(self.batch_size, device=self.device).unsqueeze(1) * self.group_size
+            ).view(-1)
+            self.beam_scores[idx] = scores.view(-1)
+            new_tokens[idx] = tokens[idx][flat_src]
+            next_column[idx] = tok.view(-1)
+        return torch.cat([new_tokens, next_column.unsqueeze(1)], dim=1)
+
+    def _advance_group(
+        self, g: int, group_tokens: torch.Tensor, logits: torch.Tensor, beam_scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Source beam, next token and summed score of each of group `g`'s next beams, [batch, group_size]."""
+        cur_len = group_tokens.shape[1]
+        scores = apply_min_length(logits, cur_len, self.min_length, self.eos)
+        scores = apply_repetition_penalty(scores, group_tokens, self.repetition_penalty)
+        vocab = scores.shape[-1]
+        scores = (scores + beam_scores.unsqueeze(-1)).view(self.batch_size, self.group_size * vocab)
+        top_scores, top_ids = torch.topk(scores, 2 * self.group_size, dim=1)
+        src_beam, top_tok = top_ids // vocab, top_ids % vocab
+        shape = (self.batch_size, self.group_size)
+        new_src = torch.zeros(shape, dtype=torch.long, device=self.device)
+        new_tok = torch.full(shape, self.pad, dtype=torch.long, device=self.device)
+        new_scores = torch.zeros(shape, device=self.device)
+        for b in range(self.batch_size):
+            hyp = self.hyps[b][g]
+            if hyp.done:
+                continue
+            sentence_tokens = group_tokens[b * self.group_size : (b + 1) * self.group_size]
+            candidates = zip(top_tok[b].tolist(), src_beam[b].tolist(), top_scores[b].tolist(), strict=True)
+            for i, (tok, src, score) in enumerate(self._continue_beams(hyp, candidates, sentence_tokens)):
+                new_scores[b, i], new_tok[b, i], new_src[b, i] = score, tok, src
+            hyp.done = hyp.is_done(float(top_scores[b].max()), cur_len + 1)
+        return new_src, new_tok, new_scores
+
+    def _continue_beams(
+        self, hyp: _Hypotheses, candidates: Iterable[tuple[int, int, float]], sentence_tokens: torch.Tensor
+    ) -> list[tuple[int, int, float]]:
+        """The best `group_size` candidates (token, source beam, score) that do not end their beam.
+
+        A candidate ending in EOS among the first `group_size` finishes its beam into `hyp`; its length counts
+        the EOS just chosen.
+        """
+        kept: list[tuple[int, int, float]] = []
+        cur_len = sentence_tokens.shape[1]
+        for rank, (tok, src, score) in enumerate(candidates):
+            if tok == self.eos:
+                if rank < self.group_size:
+                    hyp.add(sentence_tokens[src].clone(), score, cur_len + 1)
+                continue
+            kept.append((tok, src, score))
+            if len(kept) == self.group_size:
+                break
+        return kept
+
+    def best_sequences(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Each sentence's best sequence; beams still live when the search stops compete with the finished."""
+        for b, g in itertools.product(range(self.batch_size), range(self.num_groups)):
+            hyp = self.hyps[b][g]
+            if hyp.done:
+                continue
+            first_row = b * self.num_beams + g * self.group_size
+            for row in range(first_row, first_row + self.group_size):
+                hyp.add(tokens[row].clone(), float(self.beam_scores[row]), tokens.shape[1])
+        return [_best([item for hyp in row for item in hyp.items]) for row in self.hyps]
+
+
+def _best(candidates: list[tuple[float, torch.Tensor]]) -> torch.Tensor:
+    """The highest scoring sequence; of equal scores the last one wins, as with a stable sort."""
+    best = candidates[0]
+    for item in candidates[1:]:
+        if item[0] >= best[0]:
+            best = item
+    return best[1]
+
+
+def _end_and_pad(sequences: list[torch.Tensor], max_length: int, eos: int, pad: int, device) -> torch.Tensor:
+    """One [len(sequences), L] tensor: each sequence cut to L, followed by EOS when shorter, then pad."""
+    out_len = min(max(len(s) for s in sequences) + 1, max_length)
+    out = torch.full((len(sequences), out_len), pad, dtype=torch.long, device=device)
+    for b, seq in enumerate(sequences):
+        seq = seq[:out_len]
+        out[b, : len(seq)] = seq
+        if len(seq) < out_len:
+            out[b, len(seq)] = eos
+    return out
+
+
 def beam_search(
     next_logits: Callable[[torch.Tensor], torch.Tensor],
     *,
@@ -145,85 +282,19 @@ def beam_search(
     groups do not all follow the same path. Scores are the summed raw decoder logits, as in OpenCLIP's CoCa.
     `next_logits(tokens)` receives [batch_size * num_beams, L] and returns next-token logits.
     """
-    group_size = num_beams // num_beam_groups
+    search = _GroupBeamSearch(
+        batch_size=batch_size,
+        num_beams=num_beams,
+        num_beam_groups=num_beam_groups,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        min_length=min_length,
+        repetition_penalty=repetition_penalty,
+        device=device,
+    )
     tokens = torch.full((batch_size * num_beams, 1), sot_token_id, dtype=torch.long, device=device)
-    beam_scores = torch.full((batch_size, num_beams), -1e9, device=device)
-    beam_scores[:, ::group_size] = 0
-    beam_scores = beam_scores.view(-1)
-    hyps = [[_Hypotheses(group_size) for _ in range(num_beam_groups)] for _ in range(batch_size)]
-
     while True:
-        cur_len = tokens.shape[1]
-        logits = next_logits(tokens).float()
-        new_tokens = tokens.clone()
-        next_column = torch.full((batch_size * num_beams,), pad_token_id, dtype=torch.long, device=device)
-        for g in range(num_beam_groups):
-            start = g * group_size
-            idx = torch.tensor(
-                [b * num_beams + start + i for b in range(batch_size) for i in range(group_size)],
-                device=device,
-            )
-            group_tokens = tokens[idx]
-            scores = apply_min_length(logits[idx], cur_len, min_length, eos_token_id)
-            scores = apply_repetition_penalty(scores, group_tokens, repetition_penalty)
-            vocab = scores.shape[-1]
-            scores = (scores + beam_scores[idx].unsqueeze(-1)).view(batch_size, group_size * vocab)
-            top_scores, top_ids = torch.topk(scores, 2 * group_size, dim=1)
-            src_beam, top_tok = top_ids // vocab, top_ids % vocab
-            new_scores = torch.zeros(batch_size, group_size, device=device)
-            new_tok = torch.full((batch_size, group_size), pad_token_id, dtype=torch.long, device=device)
-            new_src = torch.zeros(batch_size, group_size, dtype=torch.long, device=device)
-            for b in range(batch_size):
-                hyp = hyps[b][g]
-                if hyp.done:
-                    continue
-                filled = 0
-                for rank in range(2 * group_size):
-                    tok, src, score = (
-                        int(top_tok[b, rank]),
-                        int(src_beam[b, rank]),
-                        float(top_scores[b, rank]),
-                    )
-                    if tok == eos_token_id:
-                        if rank < group_size:
-                            # the beam ends here; its length counts the EOS just chosen
-                            hyp.add(group_tokens[b * group_size + src].clone(), score, cur_len + 1)
-                        continue
-                    new_scores[b, filled], new_tok[b, filled], new_src[b, filled] = score, tok, src
-                    filled += 1
-                    if filled == group_size:
-                        break
-                hyp.done = hyp.is_done(float(top_scores[b].max()), cur_len + 1)
-            flat_src = (new_src + torch.arange(batch_size, device=device).unsqueeze(1) * group_size).view(-1)
-            beam_scores[idx] = new_scores.view(-1)
-            new_tokens[idx] = group_tokens[flat_src]
-            next_column[idx] = new_tok.view(-1)
-        tokens = torch.cat([new_tokens, next_column.unsqueeze(1)], dim=1)
-        if all(h.done for row in hyps for h in row) or tokens.shape[1] >= max_length:
+        tokens = search.step(tokens, next_logits(tokens).float())
+        if search.done() or tokens.shape[1] >= max_length:
             break
-
-    # unfinished live beams compete with the finished ones
-    results = []
-    for b in range(batch_size):
-        candidates: list[tuple[float, torch.Tensor]] = []
-        for g in range(num_beam_groups):
-            hyp = hyps[b][g]
-            if not hyp.done:
-                for i in range(group_size):
-                    row = b * num_beams + g * group_size + i
-                    hyp.add(tokens[row].clone(), float(beam_scores[row]), tokens.shape[1])
-            candidates.extend(hyp.items)
-        # of equal scores the last one wins, as with a stable sort
-        best = candidates[0]
-        for item in candidates[1:]:
-            if item[0] >= best[0]:
-                best = item
-        results.append(best[1])
-    out_len = min(max(len(r) for r in results) + 1, max_length)
-    out = torch.full((batch_size, out_len), pad_token_id, dtype=torch.long, device=device)
-    for b, seq in enumerate(results):
-        seq = seq[:out_len]
-        out[b, : len(seq)] = seq
-        if len(seq) < out_len:
-            out[b, len(seq)] = eos_token_id
-    return out
+    return _end_and_pad(search.best_sequences(tokens), max_length, eos_token_id, pad_token_id, device)

@@ -131,6 +131,33 @@ class ResidualAttentionBlock(nn.Module):
         return x + self.ls_2(self.mlp(self.ln_2(x)))
 
 
+def residual_blocks(
+    layers: int,
+    width: int,
+    heads: int,
+    mlp_ratio: float,
+    ls_init_value: float | None,
+    act_layer: Callable[[], nn.Module],
+    norm_layer: Callable[[int], nn.Module],
+    is_cross_attention: bool = False,
+) -> nn.ModuleList:
+    """``layers`` residual attention blocks of one configuration."""
+    return nn.ModuleList(
+        [
+            ResidualAttentionBlock(
+                width,
+                heads,
+                mlp_ratio,
+                ls_init_value=ls_init_value,
+                act_layer=act_layer,
+                norm_layer=norm_layer,
+                is_cross_attention=is_cross_attention,
+            )
+            for _ in range(layers)
+        ]
+    )
+
+
 class Transformer(nn.Module):
     def __init__(
         self,
@@ -146,18 +173,8 @@ class Transformer(nn.Module):
         self.width = width
         self.layers = layers
         self.grad_checkpointing = False
-        self.resblocks = nn.ModuleList(
-            [
-                ResidualAttentionBlock(
-                    width,
-                    heads,
-                    mlp_ratio,
-                    ls_init_value=ls_init_value,
-                    act_layer=act_layer,
-                    norm_layer=norm_layer,
-                )
-                for _ in range(layers)
-            ]
+        self.resblocks = residual_blocks(
+            layers, width, heads, mlp_ratio, ls_init_value, act_layer, norm_layer
         )
 
     def get_cast_dtype(self) -> torch.dtype:

@@ -7,40 +7,30 @@ that the config layer can read the precision table without importing torch (``cl
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clipctl._lazy import lazy_exports
 
 _EXPORTS = {
-    "parse_device": "device",
-    "device_for_rank": "device",
-    "CAST_PRECISIONS": "precision",
-    "INFERENCE_PRECISIONS": "precision",
-    "PRECISIONS": "precision",
-    "PrecisionPlan": "precision",
-    "autocast": "precision",
-    "check_precision": "precision",
-    "get_cast_dtype": "precision",
-    "get_input_dtype": "precision",
-    "plan_precision": "precision",
-    "ProgressBar": "progress",
-    "progress_bar": "progress",
-    "available_cores": "workers",
-    "check_workers": "workers",
-    "leave_cores_to_workers": "workers",
-    "resolve_workers": "workers",
-    "set_worker_threads": "workers",
+    ".cpu": ("describe_cpu", "native_bf16"),
+    ".device": ("parse_device", "device_for_rank"),
+    ".precision": (
+        "CAST_PRECISIONS",
+        "INFERENCE_PRECISIONS",
+        "PRECISIONS",
+        "PrecisionPlan",
+        "autocast",
+        "check_precision",
+        "get_cast_dtype",
+        "get_input_dtype",
+        "plan_precision",
+    ),
+    ".progress": ("ProgressBar", "progress_bar"),
+    ".workers": (
+        "available_cores",
+        "check_workers",
+        "leave_cores_to_workers",
+        "resolve_workers",
+        "set_worker_threads",
+    ),
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"clipctl.runtime.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'clipctl.runtime' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -90,11 +90,27 @@ def plan_precision(
     if precision == "amp" and on_cpu:
         note = "precision 'amp' (fp16 autocast) is very slow on CPU; training in fp32 instead"
         return PrecisionPlan(precision, "fp32", None, None, False, note)
+    note = _emulated_bf16_note(precision) if on_cpu else ""
     if precision in _AUTOCAST:
-        return PrecisionPlan(precision, "fp32", _dtype(_AUTOCAST[precision]), None, precision == "amp")
+        return PrecisionPlan(precision, "fp32", _dtype(_AUTOCAST[precision]), None, precision == "amp", note)
     if precision in _LOW:
-        return PrecisionPlan(precision, precision, None, _dtype(_LOW[precision]), False)
+        return PrecisionPlan(precision, precision, None, _dtype(_LOW[precision]), False, note)
     return PrecisionPlan(precision, "fp32", None, None, False)
+
+
+def _emulated_bf16_note(precision: str) -> str:
+    """A warning when a bfloat16 precision runs on a CPU that has no native bfloat16 (it is then emulated and
+    several times slower than float32); nothing when the CPU has it or cannot tell."""
+    if "bfloat16" not in (_LOW.get(precision), _AUTOCAST.get(precision)):
+        return ""
+    from clipctl.runtime.cpu import cpu_model, native_bf16
+
+    if native_bf16() is not False:
+        return ""
+    return (
+        f"--precision {precision}: this CPU ({cpu_model()}) has no native bfloat16 (no avx512_bf16/amx_bf16), "
+        "so bfloat16 is emulated and slower than fp32 here; --precision fp32 is faster"
+    )
 
 
 def autocast(plan: PrecisionPlan, device: torch.device) -> contextlib.AbstractContextManager:

@@ -6,7 +6,11 @@ specs, CSV separator or column mistakes, sizes it cannot know, too few shards fo
 :func:`build_train_data` / :func:`build_val_data` return a :class:`DataInfo`.
 
 Sources: webdataset shards (``.tar``, brace and ``::`` specs, optional ``--dataset-resampled`` with
-``--train-data-upsampling-factors``), CSV/TSV tables of image path + caption, and ``synthetic`` data.
+``--train-data-upsampling-factors``), CSV/TSV tables of image path + caption, class folders captioned by
+templates (``imagefolder``, training only), and ``synthetic`` data.
+
+Training batches are ``(images, tokens)``, or ``(images, tokens, labels)`` where the data has class labels
+(a CSV with ``--csv-label-key``; shards under ``--multi-positive``, from ``.cls`` members; class folders).
 
 Mid-epoch resume: ``build_train_data(..., epoch=e, skip_batches=k)`` yields, in epoch ``e``, exactly the batches
 k, k+1, ... an uninterrupted run would have produced (same samples, same augmentation), for any worker count,
@@ -15,6 +19,7 @@ as long as the data and settings are unchanged. Later epochs are complete.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -23,20 +28,29 @@ from typing import Any
 
 import torch
 
-from clipctl.data.csv_table import CsvTable, read_csv_table
-from clipctl.data.shardlist import check_shards_exist, expand_shard_spec, read_sizes, split_sources
+from clipctl.config.run import DATASET_TYPES
+from clipctl.data.csv_table import CsvTable, parse_separator, read_csv_table
+from clipctl.data.shardlist import (
+    check_shards_exist,
+    expand_shard_spec,
+    is_glob,
+    is_remote,
+    read_sizes,
+    split_sources,
+)
 from clipctl.errors import ClipctlError, UnknownNameError
 from clipctl.train.data_common import LoaderView, SharedEpoch, SkipCounter
 from clipctl.train.data_csv import (
     CsvItems,
     EpochBatchSampler,
+    ImageFolderItems,
     ImageTextDataset,
     SyntheticItems,
     collate_skipping_none,
 )
 from clipctl.train.data_wds import WdsStream, no_usable_samples_message, probe_shards
 
-DATASET_TYPES = ("auto", "webdataset", "csv", "synthetic")
+log = logging.getLogger("clipctl.train.data")
 DEFAULT_SYNTHETIC_IMAGE_SIZE = (224, 224)
 
 __all__ = [
@@ -128,11 +142,20 @@ def resolve_dataset_type(spec: Any, dataset_type: str | None) -> str:
     ext = first.rsplit(".", 1)[-1].lower() if "." in os.path.basename(first) else ""
     if ext in ("csv", "tsv"):
         return "csv"
-    if ext == "tar" or "{" in first or os.path.isdir(first):
+    if os.path.isdir(first) and _looks_like_class_folders(first):
+        raise ClipctlError(
+            f"{first!r} holds sub-folders and no .tar shards: for class folders pass --dataset-type imagefolder"
+        )
+    if ext == "tar" or "{" in first or is_glob(first) or is_remote(first) or os.path.isdir(first):
         return "webdataset"
     raise ClipctlError(
         f"cannot tell the dataset type of {first!r} from its name: pass --dataset-type webdataset|csv"
     )
+
+
+def _looks_like_class_folders(path: str) -> bool:
+    entries = list(os.scandir(path))
+    return any(e.is_dir() for e in entries) and not any(e.name.endswith(".tar") for e in entries)
 
 
 @dataclass
@@ -142,51 +165,70 @@ class _Plan:
     shards: list[str] = field(default_factory=list)
     weights: list[float] | None = None
     csv_path: str | None = None
+    folder: ImageFolderItems | None = None
 
 
 def _plan(cfg: Any, *, is_train: bool, world_size: int) -> _Plan | None:
     spec = _get(cfg, "train_data" if is_train else "val_data")
-    flag = "--train-num-samples" if is_train else "--val-num-samples"
-    num_samples_cfg = _get(cfg, "train_num_samples" if is_train else "val_num_samples")
     batch_size = int(_get(cfg, "batch_size", 64))
-    workers = int(_get(cfg, "workers", 0))
     if batch_size < 1:
         raise ClipctlError(f"--batch-size must be at least 1 (got {batch_size})")
     if spec is None and not (is_train and _get(cfg, "dataset_type") == "synthetic"):
         return None
     dataset_type = _get(cfg, "dataset_type")
-    if not is_train and dataset_type == "synthetic":
-        dataset_type = "auto"  # synthetic training data still evaluates on real validation data
+    if not is_train and dataset_type in ("synthetic", "imagefolder"):
+        dataset_type = "auto"  # validation data is shards or a CSV whatever the training data is
     kind = resolve_dataset_type(spec, dataset_type)
+    if is_train and _get(cfg, "csv_label_key") and kind != "csv":
+        raise ClipctlError(f"--csv-label-key reads a CSV column, but --train-data is {kind} data")
     factors = _get(cfg, "train_data_upsampling_factors") if is_train else None
     resampled = bool(_get(cfg, "dataset_resampled", False)) and is_train
-    global_batch = batch_size * (world_size if is_train else 1)
     if factors is not None and not (kind == "webdataset" and resampled):
         raise ClipctlError("--train-data-upsampling-factors needs webdataset shards and --dataset-resampled")
+    if kind == "webdataset":
+        return _plan_shards(cfg, spec, factors, is_train=is_train, resampled=resampled, world_size=world_size)
+    return _plan_rows(cfg, kind, spec, is_train=is_train, world_size=world_size)
 
+
+def _plan_rows(cfg: Any, kind: str, spec: Any, *, is_train: bool, world_size: int) -> _Plan | None:
+    """Synthetic rows, class folders or a CSV: data of known size that the batch sampler splits."""
+    batch_size = int(_get(cfg, "batch_size", 64))
+    one_batch = f"one batch ({_batch_words(batch_size, world_size)})"
     if kind == "synthetic":
+        num_samples_cfg = _get(cfg, "train_num_samples")
         if not is_train:
             return None
         if num_samples_cfg is None:
             raise ClipctlError("synthetic data needs a size: pass --train-num-samples N")
-        if num_samples_cfg < global_batch:
-            raise ClipctlError(
-                f"--train-num-samples {num_samples_cfg} is smaller than one batch ({_batch_words(batch_size, world_size)})"
-            )
+        if num_samples_cfg < batch_size * world_size:
+            raise ClipctlError(f"--train-num-samples {num_samples_cfg} is smaller than {one_batch}")
         return _Plan(kind, num_samples=int(num_samples_cfg))
-
-    if kind == "csv":
-        sources = split_sources(spec)
-        if len(sources) != 1:
-            raise ClipctlError(f"CSV data takes one file, got {len(sources)} joined by '::'")
-        table = _read_table(cfg, sources[0])
-        if is_train and -(-len(table) // world_size) < batch_size:
+    if kind == "imagefolder":
+        items = _image_folder_items(cfg, spec)
+        if -(-len(items) // world_size) < batch_size:
             raise ClipctlError(
-                f"CSV {sources[0]} has {len(table)} rows, fewer than one batch ({_batch_words(batch_size, world_size)}): "
-                "lower --batch-size"
+                f"--train-data {spec} has {len(items)} images, fewer than {one_batch}: lower --batch-size"
             )
-        return _Plan(kind, num_samples=len(table), csv_path=sources[0])
+        return _Plan(kind, num_samples=len(items), folder=items)
+    sources = split_sources(spec)
+    if len(sources) != 1:
+        raise ClipctlError(f"CSV data takes one file, got {len(sources)} joined by '::'")
+    table = _read_table(cfg, sources[0], labels=is_train)
+    if is_train and -(-len(table) // world_size) < batch_size:
+        raise ClipctlError(
+            f"CSV {sources[0]} has {len(table)} rows, fewer than {one_batch}: lower --batch-size"
+        )
+    return _Plan(kind, num_samples=len(table), csv_path=sources[0])
 
+
+def _plan_shards(
+    cfg: Any, spec: Any, factors: Any, *, is_train: bool, resampled: bool, world_size: int
+) -> _Plan:
+    flag = "--train-num-samples" if is_train else "--val-num-samples"
+    num_samples_cfg = _get(cfg, "train_num_samples" if is_train else "val_num_samples")
+    batch_size = int(_get(cfg, "batch_size", 64))
+    workers = int(_get(cfg, "workers", 0))
+    global_batch = batch_size * (world_size if is_train else 1)
     shards, weights = expand_shard_spec(spec, factors)
     check_shards_exist(shards)
     known = read_sizes(shards)
@@ -213,20 +255,42 @@ def _plan(cfg: Any, *, is_train: bool, world_size: int) -> _Plan | None:
     problem = probe_shards(shards)
     if problem is not None:
         raise ClipctlError(no_usable_samples_message(shards, problem))
-    return _Plan(kind, num_samples=int(num_samples), shards=shards, weights=weights)
+    return _Plan("webdataset", num_samples=int(num_samples), shards=shards, weights=weights)
 
 
 def csv_separator(cfg: Any) -> str:
-    """The configured separator; a typed backslash escape (``\\t`` from a shell without ``$'...'``) means the
-    character."""
-    sep = _get(cfg, "csv_separator", "\t")
-    return "\t" if sep == "\\t" else sep
+    """The configured separator (``tab``, ``\\t``, ``,`` ...: see :func:`clipctl.data.csv_table.parse_separator`)."""
+    return parse_separator(_get(cfg, "csv_separator", "\t"))
 
 
-def _read_table(cfg: Any, path: str) -> CsvTable:
+def _read_table(cfg: Any, path: str, *, labels: bool = False) -> CsvTable:
+    """The CSV of ``path``; with ``labels``, also its ``--csv-label-key`` column (training only)."""
     return read_csv_table(
-        path, csv_separator(cfg), _get(cfg, "csv_img_key", "filepath"), _get(cfg, "csv_caption_key", "title")
+        path,
+        csv_separator(cfg),
+        _get(cfg, "csv_img_key", "filepath"),
+        _get(cfg, "csv_caption_key", "title"),
+        _get(cfg, "csv_label_key") if labels else None,
     )
+
+
+def _image_folder_items(cfg: Any, root: str) -> ImageFolderItems:
+    """Class folders with their class names (``--classnames`` or the folder names) and caption templates."""
+    from clipctl.eval.datasets import scan_image_folder
+    from clipctl.eval.zeroshot_job import read_classnames, read_templates
+
+    folder = scan_image_folder(root, "--train-data")
+    classnames = folder.classes
+    names_file = _get(cfg, "classnames")
+    if names_file:
+        classnames = read_classnames(names_file)
+        if len(classnames) != len(folder.classes):
+            raise ClipctlError(
+                f"--classnames {names_file} has {len(classnames)} names but --train-data {root} has "
+                f"{len(folder.classes)} class folders; give one name per folder, in the folders' sorted order"
+            )
+    templates = read_templates(_get(cfg, "templates", "openai"))
+    return ImageFolderItems(folder.samples, classnames, templates)
 
 
 def _batch_words(batch_size: int, world_size: int) -> str:
@@ -298,15 +362,12 @@ def build_train_data(
             batches_per_worker=per_worker,
             resume_epoch=epoch,
             skip_batches=skip_batches,
+            with_labels=bool(_get(cfg, "multi_positive", False)),
         )
         loader = _loader(stream, workers, batch_size=None)
         info = DataInfo(None, num_samples, num_batches, shared_epoch, None, counter, epoch, skip_batches)  # type: ignore[arg-type]
     else:
-        if plan.kind == "csv":
-            table = _read_table(cfg, plan.csv_path)
-            dataset: ImageTextDataset = ImageTextDataset(CsvItems(table), preprocess, tokenizer, counter)
-        else:
-            dataset = SyntheticDataset(plan.num_samples, preprocess, tokenizer, seed=seed, counter=counter)
+        dataset = _row_dataset(cfg, plan, preprocess, tokenizer, counter, rank)
         sampler = EpochBatchSampler(
             len(dataset),
             batch_size,
@@ -326,6 +387,29 @@ def build_train_data(
     remaining = _remaining_batches(info.num_batches, epoch, skip_batches, shared_epoch)
     info.dataloader = LoaderView(loader, info.num_batches, info.num_samples, remaining)
     return info
+
+
+def _row_dataset(
+    cfg: Any,
+    plan: _Plan,
+    preprocess: Callable[[Any], torch.Tensor],
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    counter: SkipCounter,
+    rank: int,
+) -> ImageTextDataset:
+    if plan.kind == "csv":
+        return ImageTextDataset(
+            CsvItems(_read_table(cfg, plan.csv_path, labels=True)), preprocess, tokenizer, counter
+        )
+    if plan.kind == "imagefolder":
+        if rank == 0 and not _get(cfg, "multi_positive", False):
+            log.warning(
+                "class folders make the pairs of one class negatives of each other under the standard loss; "
+                "--multi-positive counts them as positives"
+            )
+        return ImageTextDataset(plan.folder, preprocess, tokenizer, counter)
+    seed = int(_get(cfg, "seed", 0))
+    return SyntheticDataset(plan.num_samples, preprocess, tokenizer, seed=seed, counter=counter)
 
 
 def _remaining_batches(

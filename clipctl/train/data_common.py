@@ -20,6 +20,7 @@ log = logging.getLogger("clipctl.train.data")
 
 IMAGE_EXTENSIONS = ("jpg", "png", "jpeg", "webp")
 CAPTION_EXTENSION = "txt"
+LABEL_EXTENSION = "cls"
 _WARN_FIRST_SKIPS = 5
 
 

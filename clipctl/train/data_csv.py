@@ -1,5 +1,8 @@
 """Map-style image-text data: CSV/TSV tables of image paths and captions (read by ``clipctl.data.csv_table``),
-and the synthetic smoke-test set.
+class folders captioned by templates (``--dataset-type imagefolder``), and the synthetic smoke-test set.
+
+Sources with class labels (a CSV with ``--csv-label-key``, class folders) give ``(image, tokens, label)``
+samples, the others ``(image, tokens)``; a label is an integer, ``-1`` where a CSV cell is empty.
 
 Training draws batches from :class:`EpochBatchSampler`, a deterministic per-epoch permutation split across ranks
 (like ``DistributedSampler``, padded so every rank gets the same number of full batches). A corrupt or missing
@@ -19,22 +22,34 @@ from PIL import Image
 
 from clipctl.data.csv_table import CsvTable
 from clipctl.errors import RunFailure
+from clipctl.eval.zeroshot import render_prompts
 from clipctl.train.data_common import SharedEpoch, SkipCounter, mix_seed, seeded_call
 
 log = logging.getLogger("clipctl.train.data")
 
 MAX_REPLACEMENT_TRIES = 64
+NO_LABEL = -1
+_TEMPLATE_SALT = (
+    7  # mix_seed salt: the template choice is independent of the augmentation drawn from the seed
+)
 
 
-# ---- item sources ----
+def label_ids(values: list[str]) -> list[int]:
+    """Integer labels for a label column: equal texts get equal ids, an empty cell gets ``NO_LABEL``."""
+    index = {name: i for i, name in enumerate(sorted({v for v in values if v}))}
+    return [index[v] if v else NO_LABEL for v in values]
+
+
+# ---- item sources: load(row, seed) -> (PIL image, caption); labels: one int per row, or None ----
 class CsvItems:
     def __init__(self, table: CsvTable):
         self.table = table
+        self.labels = label_ids(table.labels) if table.labels is not None else None
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def load(self, index: int) -> tuple[Image.Image, str]:
+    def load(self, index: int, seed: int | None = None) -> tuple[Image.Image, str]:
         with Image.open(self.table.image_paths[index]) as img:
             return img.convert("RGB"), self.table.captions[index]
 
@@ -55,8 +70,35 @@ _COLORS = {
 _OBJECTS = ("square", "blob", "scene", "pattern", "texture")
 
 
+class ImageFolderItems:
+    """Class folders as image-caption pairs: a sample's caption is one of ``templates`` filled with its class
+    name, drawn from the sample's seed (so it changes from epoch to epoch, the same in every run with the same
+    seed); its label is the class index."""
+
+    def __init__(self, samples: list[tuple[str, int]], classnames: list[str], templates: list[str]):
+        self.paths = [path for path, _ in samples]
+        self.labels = [label for _, label in samples]
+        self.classnames, self.templates = classnames, templates
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def caption(self, index: int, seed: int | None) -> str:
+        choice = 0 if seed is None else mix_seed(seed, _TEMPLATE_SALT) % len(self.templates)
+        return render_prompts([self.classnames[self.labels[index]]], [self.templates[choice]])[0]
+
+    def load(self, index: int, seed: int | None = None) -> tuple[Image.Image, str]:
+        with Image.open(self.paths[index]) as img:
+            return img.convert("RGB"), self.caption(index, seed)
+
+    def describe(self, index: int) -> str:
+        return self.paths[index]
+
+
 class SyntheticItems:
     """Noisy solid-colour images whose caption names the colour, so a smoke run has something to learn."""
+
+    labels = None
 
     def __init__(self, num_samples: int, image_size: tuple[int, int], seed: int = 0):
         self.num_samples, self.image_size, self.seed = num_samples, image_size, seed
@@ -64,7 +106,7 @@ class SyntheticItems:
     def __len__(self) -> int:
         return self.num_samples
 
-    def load(self, index: int) -> tuple[Image.Image, str]:
+    def load(self, index: int, seed: int | None = None) -> tuple[Image.Image, str]:
         g = torch.Generator().manual_seed(mix_seed(self.seed, index))
         names = list(_COLORS)
         color = names[int(torch.randint(len(names), (1,), generator=g))]
@@ -81,7 +123,7 @@ class SyntheticItems:
 
 # ---- dataset + sampler ----
 class ImageTextDataset(torch.utils.data.Dataset):
-    """Preprocessed (image, tokens) pairs from an item source.
+    """Preprocessed (image, tokens) pairs, or (image, tokens, label) triples, from an item source.
 
     Indices may be ``(row, seed)`` pairs from :class:`EpochBatchSampler`; the seed fixes that sample's
     augmentation. With ``replace_corrupt`` an unreadable row is replaced by the next readable one; otherwise
@@ -90,7 +132,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        items: CsvItems | SyntheticItems,
+        items: CsvItems | ImageFolderItems | SyntheticItems,
         preprocess: Callable[[Image.Image], torch.Tensor],
         tokenizer: Callable[[list[str]], torch.Tensor],
         counter: SkipCounter | None = None,
@@ -103,13 +145,13 @@ class ImageTextDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, ...] | None:
         index, seed = item if isinstance(item, tuple) else (item, None)
         tries = MAX_REPLACEMENT_TRIES if self.replace_corrupt else 1
         for attempt in range(tries):
             row = (index + attempt) % len(self.items)
             try:
-                image, caption = self.items.load(row)
+                image, caption = self.items.load(row, seed)
                 break
             except Exception as exc:  # noqa: BLE001 - any failure to read one image skips that image only
                 self.counter.add(f"cannot read image {self.items.describe(row)}: {exc}")
@@ -121,7 +163,9 @@ class ImageTextDataset(torch.utils.data.Dataset):
                 f"{self.items.describe(index)}; check the image paths and files"
             )
         pixels = self.preprocess(image) if seed is None else seeded_call(self.preprocess, image, seed)
-        return pixels, self.tokenizer([str(caption)])[0]
+        tokens = self.tokenizer([str(caption)])[0]
+        labels = self.items.labels
+        return (pixels, tokens) if labels is None else (pixels, tokens, labels[row])
 
 
 def collate_skipping_none(batch: list[Any]) -> Any:

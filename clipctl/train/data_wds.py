@@ -5,6 +5,10 @@ tar members, group them into samples by key, drop samples without an image or ca
 decode, augment, tokenize and batch. Everything random is seeded from (run seed, epoch, rank, worker), so a run
 is reproducible and a resumed epoch can fast-forward to any batch.
 
+With ``with_labels`` (training under ``--multi-positive``) a sample's ``.cls`` member (a class index as text,
+as CLIP_benchmark and img2dataset-style labelled shards store it) becomes its label, ``-1`` where there is none,
+and batches are ``(images, tokens, labels)``.
+
 Corrupt input never stops a run: an undecodable image, a sample without image or ``.txt``, or a damaged tar (the
 rest of that shard is lost) is skipped and counted in a :class:`SkipCounter`. What cannot be skipped is a shard
 set with no usable sample at all; that raises instead of spinning forever.
@@ -23,11 +27,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from clipctl.data.shardlist import is_remote
+from clipctl.data.shardlist import is_remote, open_shard
 from clipctl.errors import ClipctlError
 from clipctl.train.data_common import (
     CAPTION_EXTENSION,
     IMAGE_EXTENSIONS,
+    LABEL_EXTENSION,
     SharedEpoch,
     SkipCounter,
     batches_before,
@@ -41,14 +46,6 @@ SHUFFLE_INITIAL = 1000
 EMPTY_SHARD_LIMIT = 10  # resampled: if the first this-many shards drawn hold no usable sample, stop
 
 _STREAM_SAMPLES, _STREAM_PASS = 1, 2  # salts for mix_seed
-
-
-def open_shard(url: str):
-    if is_remote(url):
-        import webdataset as wds
-
-        return wds.gopen(url, "rb")
-    return open(url, "rb")
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -98,6 +95,16 @@ def decode_sample(sample: dict[str, Any]) -> tuple[Image.Image, str]:
     with Image.open(io.BytesIO(data)) as img:
         image = img.convert("RGB")  # convert() forces the full decode, so truncated files fail here
     return image, sample[CAPTION_EXTENSION].decode("utf-8")
+
+
+def sample_label(sample: dict[str, Any]) -> int:
+    """The ``.cls`` class index, ``-1`` without one; ValueError if it is not a non-negative integer."""
+    if LABEL_EXTENSION not in sample:
+        return -1
+    label = int(sample[LABEL_EXTENSION].decode("utf-8").strip())
+    if label < 0:
+        raise ValueError(f"negative .{LABEL_EXTENSION} label {label}")
+    return label
 
 
 def probe_shards(shards: Sequence[str], max_shards: int = 3) -> str | None:
@@ -168,6 +175,7 @@ class WdsStream(torch.utils.data.IterableDataset):
         skip_batches: int = 0,
         shuffle_buffer: int | None = None,
         shuffle_initial: int | None = None,
+        with_labels: bool = False,
     ):
         super().__init__()
         self.shards = list(shards)
@@ -183,6 +191,7 @@ class WdsStream(torch.utils.data.IterableDataset):
         self.shuffle_initial = min(
             self.shuffle_buffer, SHUFFLE_INITIAL if shuffle_initial is None else shuffle_initial
         )
+        self.with_labels = with_labels
 
     # ---- shard selection ----
     def _worker_shards(self, epoch: int, logical: int, num_workers: int) -> list[str]:
@@ -234,14 +243,21 @@ class WdsStream(torch.utils.data.IterableDataset):
         return usable
 
     # ---- samples -> batches ----
-    def _decoded(self, samples: Iterator[dict[str, Any]]) -> Iterator[tuple[Image.Image, str]]:
+    def _decoded(self, samples: Iterator[dict[str, Any]]) -> Iterator[tuple[Image.Image, str, int]]:
         for sample in samples:
             try:
-                yield decode_sample(sample)
+                label = sample_label(sample) if self.with_labels else -1
+            except (UnicodeDecodeError, ValueError):
+                self.counter.add(
+                    f"the .cls of {sample['__key__']} in {sample['__url__']} is not a class index"
+                )
+                continue
+            try:
+                yield (*decode_sample(sample), label)
             except Exception as exc:  # noqa: BLE001 - any decoder failure means one bad sample, not a bad run
                 self.counter.add(f"cannot decode {sample['__key__']} in {sample['__url__']}: {exc}")
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         physical, num_workers = worker_slot()
         epoch = self.shared_epoch.get()
         skip = self.skip_batches if (self.is_train and epoch == self.resume_epoch) else 0
@@ -267,20 +283,24 @@ class WdsStream(torch.utils.data.IterableDataset):
                 continue
             seeds = [mix_seed(self.seed, epoch, self.rank, logical, first + i) for i in range(len(chunk))]
             images = torch.stack(
-                [seeded_call(self.preprocess, img, s) for (img, _), s in zip(chunk, seeds, strict=True)]
+                [seeded_call(self.preprocess, img, s) for (img, *_), s in zip(chunk, seeds, strict=True)]
             )
-            yield images, self.tokenizer([caption for _, caption in chunk])
+            tokens = self.tokenizer([caption for _, caption, _ in chunk])
+            if self.with_labels:
+                yield images, tokens, torch.tensor([label for *_, label in chunk], dtype=torch.long)
+            else:
+                yield images, tokens
 
     def _eval_batches(
-        self, decoded: Iterator[tuple[Image.Image, str]]
+        self, decoded: Iterator[tuple[Image.Image, str, int]]
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
             chunk = [item for _, item in zip(range(self.batch_size), decoded, strict=False)]
             if not chunk:
                 return
             yield (
-                torch.stack([self.preprocess(img) for img, _ in chunk]),
-                self.tokenizer([c for _, c in chunk]),
+                torch.stack([self.preprocess(img) for img, *_ in chunk]),
+                self.tokenizer([c for _, c, _ in chunk]),
             )
 
 

@@ -32,6 +32,7 @@ def loss_spec(cfg: TrainConfig, model: nn.Module | None = None) -> LossSpec:
         coca_caption_weight=cfg.coca_caption_loss_weight,
         coca_contrastive_weight=cfg.coca_contrastive_loss_weight,
         pad_id=int(getattr(getattr(model, "module", model), "pad_id", 0) or 0),
+        multi_positive=cfg.multi_positive,
     )
 
 

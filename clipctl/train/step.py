@@ -5,6 +5,10 @@ without gradients, then re-runs each micro-batch with gradients and computes the
 accumulated batch (fresh features for this micro-batch, cached ones for the others), so the contrastive loss
 sees every negative of the accumulated batch, and the summed gradients equal those of one big batch (the
 temperature and bias take their gradient from the last pass only; OpenCLIP counted it ``accum_freq`` times).
+
+A micro-batch is ``(images, texts)`` or, when the data has class labels, ``(images, texts, labels)``. A
+multi-positive loss (``loss_fn.multi_positive``) also gets the token ids and labels of the whole accumulated
+batch, to find the pairs that share a caption or a label.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class StepResult:
 
 def train_step(
     model: nn.Module,
-    micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    micro_batches: Sequence[tuple[torch.Tensor, ...]],
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
     *,
@@ -67,20 +71,21 @@ def train_step(
     batches = [
         (
             images.to(device=device, dtype=plan.input_dtype, non_blocking=True),
-            texts.to(device=device, non_blocking=True),
+            *(t.to(device=device, non_blocking=True) for t in rest),
         )
-        for images, texts in micro_batches
+        for images, *rest in micro_batches
     ]
     optimizer.zero_grad(set_to_none=True)
     cached = _embed_without_grad(model, batches, plan, device, teacher) if len(batches) > 1 else {}
-    for j, (images, texts) in enumerate(batches):
+    pairs = _pair_keys(batches) if getattr(loss_fn, "multi_positive", False) else {}
+    for j, (images, texts, *_) in enumerate(batches):
         last = j == len(batches) - 1
         # DDP all-reduces once, after the last micro-batch, instead of after each one
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             with autocast(plan, device):
                 out = _forward(model, images, texts, teacher)
-                losses = loss_fn(**_loss_inputs(out, cached, j, last), output_dict=True)
+                losses = loss_fn(**_loss_inputs(out, cached, j, last), **pairs, output_dict=True)
                 total = sum(losses.values())
             _backward(total, scaler)
 
@@ -105,9 +110,17 @@ def _forward(
     return out
 
 
+def _pair_keys(batches: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
+    """Token ids (and labels) of the whole accumulated batch, in the order the loss sees its features."""
+    keys = {"caption_tokens": torch.cat([batch[1] for batch in batches])}
+    if len(batches[0]) > 2:
+        keys["class_labels"] = torch.cat([batch[2] for batch in batches])
+    return keys
+
+
 def _embed_without_grad(
     model: nn.Module,
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    batches: list[tuple[torch.Tensor, ...]],
     plan: PrecisionPlan,
     device: torch.device,
     teacher: nn.Module | None,
@@ -115,7 +128,7 @@ def _embed_without_grad(
     """Every micro-batch's outputs but the temperature (and bias), for the loss of the other passes."""
     cached: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
-        for images, texts in batches:
+        for images, texts, *_ in batches:
             with autocast(plan, device):
                 out = _forward(model, images, texts, teacher)
             for key, value in out.items():

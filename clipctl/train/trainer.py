@@ -21,7 +21,6 @@ import importlib.util
 import logging
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from clipctl.config.resolver import ResolvedModel, resolve_model
 from clipctl.config.run import TrainConfig, dump_run_config, report_targets
 from clipctl.errors import ClipctlError, RunFailure
-from clipctl.fileio import write_text_atomic
+from clipctl.fileio import check_output_target, write_text_atomic
 from clipctl.runtime import ProgressBar, leave_cores_to_workers, plan_precision
 from clipctl.train import checkpointing as ckpt_io
 from clipctl.train.distributed import (
@@ -59,18 +59,32 @@ def _looks_like_path(value: str) -> bool:
     return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
 
 
+def resolve_student(cfg: TrainConfig) -> ResolvedModel:
+    """The model being trained. A ``local-dir:`` folder without weights trains from random weights (its
+    ``notes`` say so), as in OpenCLIP; inference commands refuse such a folder unless ``--pretrained none``."""
+    return resolve_model(
+        cfg.model,
+        cfg.pretrained or None,
+        allow_random_weights=True,
+        force_quick_gelu=cfg.force_quick_gelu,
+        force_custom_text=cfg.force_custom_text,
+        force_context_length=cfg.force_context_length,
+    )
+
+
 def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
     """Every check that needs no process group and no model: data, names, files, folders, optional packages.
 
     Raises ClipctlError (one line, exit 2) on the first problem.
     """
-    from clipctl.config.resolver import resolve_model
     from clipctl.train.data import validate_data_config
     from clipctl.train.evaluate import check_eval_paths
 
     if world_size is None:
         world_size = world_from_env()[2]
     run_dir = run_dir_of(cfg)
+    if run_dir is not None:
+        check_output_target(run_dir, what="--logs/--name", kind="folder")
     if run_dir is not None and run_dir.exists() and cfg.resume is None and any(run_dir.iterdir()):
         raise ClipctlError(
             f"run folder {run_dir} already exists: continue it with `clipctl resume {run_dir}`, "
@@ -80,13 +94,7 @@ def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
         raise ClipctlError(f"--resume {cfg.resume}: no such checkpoint file (or pass --resume latest)")
     if cfg.pretrained and _looks_like_path(cfg.pretrained) and not Path(cfg.pretrained).is_file():
         raise ClipctlError(f"--pretrained {cfg.pretrained}: no such weights file")
-    resolve_model(
-        cfg.model,
-        cfg.pretrained or None,
-        force_quick_gelu=cfg.force_quick_gelu,
-        force_custom_text=cfg.force_custom_text,
-        force_context_length=cfg.force_context_length,
-    )
+    resolve_student(cfg)
     if cfg.distill_model:
         if _looks_like_path(cfg.distill_pretrained) and not Path(cfg.distill_pretrained).is_file():
             raise ClipctlError(f"teacher weights {cfg.distill_pretrained}: no such file")
@@ -95,12 +103,9 @@ def preflight(cfg: TrainConfig, *, world_size: int | None = None) -> None:
     if cfg.use_bnb_linear and importlib.util.find_spec("bitsandbytes") is None:
         raise ClipctlError("--use-bnb-linear needs bitsandbytes: pip install bitsandbytes")
     if cfg.remote_sync:
-        if cfg.remote_sync_protocol == "s3" and shutil.which("aws") is None:
-            raise ClipctlError(
-                "--remote-sync with s3 needs the aws command line tool on PATH (pip install awscli)"
-            )
-        if cfg.remote_sync_protocol == "fsspec" and importlib.util.find_spec("fsspec") is None:
-            raise ClipctlError("--remote-sync-protocol fsspec needs fsspec: pip install fsspec")
+        from clipctl.train.remote_sync import check_remote_sync
+
+        check_remote_sync(cfg.remote_sync, cfg.remote_sync_protocol)
     check_eval_paths(cfg)
     validate_data_config(cfg, world_size=world_size)
 
@@ -230,9 +235,13 @@ class Trainer:
         model_kwargs: dict[str, Any] = {}
         if cfg.siglip:
             model_kwargs.update(init_logit_scale=float(torch.log(torch.tensor(10.0))), init_logit_bias=-10.0)
+        if env.is_master:
+            for note in resolve_student(cfg).notes:
+                logger.info(note)
         model, self.preprocess_train, self.preprocess_val = create_model_and_transforms(
             cfg.model,
             cfg.pretrained or None,
+            allow_random_weights=True,
             precision=self.plan.model_precision,
             device=env.device,
             force_quick_gelu=cfg.force_quick_gelu,
@@ -392,7 +401,7 @@ class Trainer:
     def _epoch_end_files(self, completed: int) -> list[str]:
         cfg = self.cfg
         files = []
-        if completed == cfg.epochs or completed % cfg.save_frequency == 0:
+        if completed == cfg.epochs or (cfg.save_frequency > 0 and completed % cfg.save_frequency == 0):
             files.append(f"epoch_{completed}.pt")
         if files or cfg.save_most_recent:
             files.append(LATEST)
@@ -445,10 +454,10 @@ class Trainer:
         nonfinite = torch.zeros((), dtype=torch.bool, device=env.device)
         window_start, window_steps = time.perf_counter(), 0
         epoch_start_step = self.global_step
-        micro: list[tuple[torch.Tensor, torch.Tensor]] = []
+        micro: list[tuple[torch.Tensor, ...]] = []
         result = None
-        for images, texts in data.dataloader:
-            micro.append((images, texts))
+        for batch in data.dataloader:
+            micro.append(tuple(batch))  # (images, texts) or (images, texts, labels)
             batch_index += 1
             if len(micro) < cfg.accum_freq:
                 continue

@@ -10,13 +10,7 @@ from PIL import Image
 
 from clipctl.cli.main import main
 from tests.data.image_server import serve_directory
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("clipctl: error: ")
-    return lines[0]
+from tests.helpers import assert_user_error
 
 
 def test_synth_then_inspect_then_refuse_a_different_seed(tmp_path, capsys):
@@ -35,7 +29,7 @@ def test_synth_then_inspect_then_refuse_a_different_seed(tmp_path, capsys):
     assert [s["sizes_json"] for s in report["shards"]] == [20, 20]
 
     assert main([*args, "--seed", "1"]) == 2
-    assert "--overwrite" in _one_error_line(capsys.readouterr().err)
+    assert "--overwrite" in assert_user_error(capsys.readouterr().err)
 
 
 def test_pack_json_and_inspect_failing_on_a_corrupt_image(tmp_path, capsys):
@@ -63,25 +57,25 @@ def test_pack_json_and_inspect_failing_on_a_corrupt_image(tmp_path, capsys):
     assert main(["data", "inspect", str(tar_path), "--check-images", "--json"]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out)["shards"][0]["num_unreadable"] == 1
-    assert "1 problem(s) found" in _one_error_line(captured.err)
+    assert "1 problem(s) found" in assert_user_error(captured.err)
 
 
 def test_bad_input_gives_exit_2_and_one_line(tmp_path, capsys):
     assert main(["data", "pack", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such file or folder" in _one_error_line(capsys.readouterr().err)
+    assert "no such file or folder" in assert_user_error(capsys.readouterr().err)
 
     assert main(["data", "build", str(tmp_path / "urls.csv"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such URL list" in _one_error_line(capsys.readouterr().err)
+    assert "no such URL list" in assert_user_error(capsys.readouterr().err)
 
     (tmp_path / "urls.csv").write_text("link,caption\nhttp://127.0.0.1:9/a.jpg,a\n")
     assert main(["data", "build", str(tmp_path / "urls.csv"), "--out", str(tmp_path / "o")]) == 2
-    assert "no URL column 'url'" in _one_error_line(capsys.readouterr().err)
+    assert "no URL column 'url'" in assert_user_error(capsys.readouterr().err)
 
     assert main(["data", "inspect", str(tmp_path / "missing_{0..1}.tar")]) == 2
-    assert "shard not found" in _one_error_line(capsys.readouterr().err)
+    assert "shard not found" in assert_user_error(capsys.readouterr().err)
 
     assert main(["data", "synth", "--out", str(tmp_path / "s"), "--num-train", "0"]) == 2
-    assert "--num-train" in _one_error_line(capsys.readouterr().err)
+    assert "--num-train" in assert_user_error(capsys.readouterr().err)
 
 
 def test_build_exits_1_with_a_summary_when_every_download_fails(tmp_path, capsys, monkeypatch):
@@ -95,6 +89,16 @@ def test_build_exits_1_with_a_summary_when_every_download_fails(tmp_path, capsys
         )
     captured = capsys.readouterr()
     assert code == 1
-    assert "none of the 3 images" in _one_error_line(captured.err)
+    assert "none of the 3 images" in assert_user_error(captured.err)
     assert "failed to download" in captured.out and "404" in captured.out
     assert json.loads((tmp_path / "shards" / "sizes.json").read_text()) == {"00000.tar": 0}
+
+
+def test_inspect_accepts_a_quoted_glob(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    args = ["data", "synth", "--out", str(out), "--num-train", "40", "--num-heldout-per-class", "1"]
+    assert main([*args, "--image-size", "24", "--samples-per-shard", "20", "--processes", "1"]) == 0
+    capsys.readouterr()
+    assert main(["data", "inspect", str(out / "*.tar"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_samples"] == 40 and len(report["shards"]) == 2

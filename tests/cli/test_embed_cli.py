@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +12,7 @@ import torch
 from PIL import Image
 
 from clipctl.cli.main import main
-from tests.helpers import write_model_config
+from tests.helpers import TINY_VIT_CFG, assert_user_error, write_model_config
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +35,6 @@ def folder(tmp_path):
         Image.fromarray(rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)).save(root / f"{i}.jpg")
     (root / "bad.png").write_text("not a png")
     return root
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("clipctl: error: ")
-    return lines[0]
 
 
 def test_embed_folder_prints_a_summary_and_resumes(folder, tmp_path, tiny, capsys):
@@ -91,7 +87,7 @@ def test_bad_input_is_one_line_and_an_exit_code(folder, tmp_path, tiny, capsys, 
     }
     argv = [a.format(**paths) for a in args] + tiny
     assert main(argv) == code
-    assert message in _one_error_line(capsys.readouterr().err)
+    assert message in assert_user_error(capsys.readouterr().err)
 
 
 def test_output_for_another_model_is_refused(folder, tmp_path, tiny, capsys):
@@ -101,4 +97,53 @@ def test_output_for_another_model_is_refused(folder, tmp_path, tiny, capsys):
     other = str(write_model_config(tmp_path, "other-model"))  # same shapes, so the weights load; another name
     args = ["embed", str(folder), "--out", str(out), *tiny[2:], "--model", other]
     assert main(args) == 2
-    assert "pass another --out" in _one_error_line(capsys.readouterr().err)
+    assert "pass another --out" in assert_user_error(capsys.readouterr().err)
+
+
+def test_local_dir_without_weights_needs_pretrained_none(folder, tmp_path, capsys):
+    """Inference on a config-only folder is refused (random features are rarely wanted) unless asked for."""
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    (arch / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_VIT_CFG}))
+    args = ["embed", str(folder), "--model", f"local-dir:{arch}", "--workers", "0", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a.parquet")]) == 2
+    assert "pass --pretrained none" in assert_user_error(capsys.readouterr().err)
+    assert main([*args, "--out", str(tmp_path / "b.parquet"), "--pretrained", "none"]) == 0
+    assert len(pd.read_parquet(tmp_path / "b.parquet")) == 3
+
+
+class _RunsCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_weights_that_need_code_are_one_line_saying_how_to_allow_them(folder, tmp_path, tiny, capsys):
+    import clipctl
+
+    evil = tmp_path / "evil.pt"
+    state = clipctl.create_model(tiny[1]).state_dict()
+    torch.save({"state_dict": state, "hook": _RunsCommand(tmp_path / "ran")}, evil)
+    args = ["embed", str(folder), "--out", str(tmp_path / "e.parquet"), *tiny[:2], "--pretrained", str(evil)]
+    assert main([*args, "--workers", "0", "--quiet"]) == 2
+    line = assert_user_error(capsys.readouterr().err, f"needs code to load ({os.system.__module__}.system)")
+    assert "--unsafe-load" in line and not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_warns_once_on_a_cpu_that_emulates_it(native, folder, tmp_path, tiny, capsys, monkeypatch):
+    from clipctl.runtime import cpu
+
+    flags = "avx512f avx512_bf16" if native else "avx512f"
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: ("Test CPU", set(flags.split())))
+    out = tmp_path / "e.parquet"
+    assert main(["embed", str(folder), "--out", str(out), *tiny, "--precision", "bf16"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    if native:
+        assert warnings == []
+    else:
+        assert (
+            len(warnings) == 1 and "Test CPU" in warnings[0] and "--precision fp32 is faster" in warnings[0]
+        )

@@ -8,6 +8,7 @@ import pytest
 
 from clipctl.cli.main import main
 from tests.eval.eval_data import make_clip_benchmark_retrieval, make_image_folder, tiny_model_files
+from tests.helpers import assert_user_error
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +23,6 @@ def tsv(tmp_path):
     path = tmp_path / "imgs" / "pairs.tsv"
     path.write_text("image\tcaption\nx/0.png\tzero\nx/1.png\tone\nx/2.png\ttwo\nx/0.png\tnil\n")
     return path
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("clipctl: error: ")
-    return lines[0]
 
 
 def test_tsv_table_and_results(tiny, tsv, tmp_path, capsys):
@@ -78,9 +72,9 @@ def test_clip_benchmark_folder(tiny, tmp_path, capsys):
 
 def test_bad_input_is_one_line(tiny, tsv, tmp_path, capsys):
     assert main(["eval", "retrieval", *tiny, "--data", str(tsv)]) == 2
-    assert "--csv-img-key image" in _one_error_line(capsys.readouterr().err)
+    assert "--csv-img-key image" in assert_user_error(capsys.readouterr().err)
     assert main(["eval", "retrieval", *tiny, "--data", str(tmp_path / "none.csv")]) == 2
-    assert "no such file" in _one_error_line(capsys.readouterr().err)
+    assert "no such file" in assert_user_error(capsys.readouterr().err)
     assert (
         main(
             [
@@ -100,4 +94,4 @@ def test_bad_input_is_one_line(tiny, tsv, tmp_path, capsys):
         )
         == 2
     )
-    assert "unknown model" in _one_error_line(capsys.readouterr().err)
+    assert "unknown model" in assert_user_error(capsys.readouterr().err)

@@ -10,6 +10,7 @@ import clipctl
 from clipctl.cli.app import build_app
 from clipctl.cli.main import main
 from clipctl.hub import push as hub_push
+from tests.helpers import assert_user_error
 from tests.hub.hub_helpers import FakeHfApi, folder_digest, other_cfg, tiny_model_with_weights
 
 
@@ -22,12 +23,6 @@ def run(capsys, *argv):
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("clipctl: error: "), err
-    return lines[0]
 
 
 def test_local_dir_writes_a_folder_that_loads_back(tiny, tmp_path):
@@ -82,13 +77,13 @@ def test_bad_repo_id_is_one_line_exit_2(tiny, repo_id, monkeypatch, capsys):
         capsys, "push-to-hub", "--model", config, "--pretrained", str(weights), "--repo-id", repo_id
     )
     assert code == 2
-    assert "repo-id" in one_error_line(err) and "Traceback" not in err
+    assert "repo-id" in assert_user_error(err) and "Traceback" not in err
 
 
 def test_repo_id_is_required_without_local_dir(tiny, capsys):
     config, weights, _ = tiny
     code, _, err = run(capsys, "push-to-hub", "--model", config, "--pretrained", str(weights))
-    assert code == 2 and "--repo-id is required" in one_error_line(err)
+    assert code == 2 and "--repo-id is required" in assert_user_error(err)
 
 
 def test_folder_of_another_model_is_refused(tiny, tmp_path, capsys):
@@ -112,7 +107,7 @@ def test_folder_of_another_model_is_refused(tiny, tmp_path, capsys):
         str(out),
     ]
     code, _, err = run(capsys, *argv)
-    assert code == 2 and "--overwrite" in one_error_line(err)
+    assert code == 2 and "--overwrite" in assert_user_error(err)
     assert folder_digest(out) == before
     assert run(capsys, *argv, "--overwrite")[0] == 0
 
@@ -128,5 +123,5 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
         "--local-dir",
         str(tmp_path / "out"),
     )
-    assert code == 2 and "does not exist" in one_error_line(err)
+    assert code == 2 and "does not exist" in assert_user_error(err)
     assert not (tmp_path / "out").exists()

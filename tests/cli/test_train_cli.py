@@ -11,6 +11,7 @@ import yaml
 
 from clipctl.cli.main import main
 from clipctl.config.recipes import list_recipes
+from tests.helpers import assert_user_error
 from tests.train.engine_helpers import write_colour_shards, write_tiny_model
 
 EXPECTED_RECIPES = {
@@ -65,6 +66,27 @@ def test_recipes_show_prints_the_yaml(capsys):
     assert yaml.safe_load(out)["args"]["model"] == "ViT-B-32"
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("args: {model: ViT-B-32\n  batch_size: [", "is not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("args:\n  batch_sise: 8\n", "unknown recipe key 'batch_sise'"),
+        ("args:\n  batch_size: eight\n", "batch_size must be an integer"),
+        ("args:\n  epochs: 0\n", "--epochs must be at least 1"),
+        ("args:\n  precision: fp64\n", "unknown precision 'fp64'"),
+        ("descripton: typo\nargs: {}\n", "unknown top-level key 'descripton'"),
+    ],
+)
+def test_recipes_show_checks_a_file_as_train_recipe_does(text, message, tmp_path, capsys):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    for argv in (["recipes", "show", str(path)], ["train", "--recipe", str(path), "--dry-run"]):
+        code, out, err = run_cli(argv, capsys)
+        assert code == 2 and not out
+        assert_user_error(err, message)
+
+
 def _recipe_extra(name: str, shards: str, tmp_path: Path) -> list[str]:
     extra = ["--train-data", shards, "--logs", str(tmp_path / "runs"), "--name", f"dry-{name}"]
     if name == "coca_vit_l_14_mscoco_ft":
@@ -83,8 +105,9 @@ def _recipe_extra(name: str, shards: str, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_RECIPES | {"unireplknet_l_laion5b"}))
 def test_every_recipe_passes_dry_run_with_local_data(name, shards, tmp_path, capsys, no_engine):
-    if name not in list_recipes():
-        pytest.skip(f"recipe {name} not written yet")
+    code, shown, err = run_cli(["recipes", "show", name], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(shown)["args"]
     args = ["train", "--recipe", name, *_recipe_extra(name, shards, tmp_path), "--workers", "2", "--dry-run"]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
@@ -182,6 +205,9 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
     comma = tmp_path / "comma.csv"
     comma.write_text("filepath,title\nx.png,hello\n")
     unsized = write_colour_shards(tmp_path / "unsized", num_shards=2, per_shard=4, sizes=False)
+    folders = _class_folders(tmp_path / "classes")
+    one_name = tmp_path / "one_name.txt"
+    one_name.write_text("red\n")
     ok = ["--workers", "1", "--logs", str(tmp_path / "runs")]
     return {
         "missing shards": (["--train-data", str(tmp_path / "nope/{00000..00003}.tar"), *ok], "not found"),
@@ -204,6 +230,22 @@ def _bad_inputs(shards: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]
         "synthetic without size": (["--dataset-type", "synthetic", *ok], "train-num-samples"),
         "csv with another separator": (["--train-data", str(comma), *ok], "separator"),
         "shards without sizes.json": (["--train-data", unsized, *ok], "--train-num-samples"),
+        "label column without --multi-positive": (
+            ["--train-data", str(comma), "--csv-separator", ",", "--csv-label-key", "title", *ok],
+            "--multi-positive",
+        ),
+        "label column on shards": (
+            ["--train-data", shards, "--multi-positive", "--csv-label-key", "label", *ok],
+            "--csv-label-key",
+        ),
+        "templates without class folders": (
+            ["--train-data", shards, "--templates", "simple", *ok],
+            "imagefolder",
+        ),
+        "class names not matching the folders": (
+            ["--train-data", folders, "--dataset-type", "imagefolder", "--classnames", str(one_name), *ok],
+            "class folders",
+        ),
     }
 
 
@@ -225,7 +267,33 @@ BAD_CASES = [
     "synthetic without size",
     "csv with another separator",
     "shards without sizes.json",
+    "label column without --multi-positive",
+    "label column on shards",
+    "templates without class folders",
+    "class names not matching the folders",
 ]
+
+
+def _class_folders(root: Path) -> str:
+    from PIL import Image
+
+    for colour, rgb in {"red": (200, 0, 0), "blue": (0, 0, 200)}.items():
+        (root / colour).mkdir(parents=True)
+        for i in range(40):
+            Image.new("RGB", (8, 8), rgb).save(root / colour / f"{i}.png")
+    return str(root)
+
+
+def test_imagefolder_flags_reach_the_run_config(tmp_path, capsys, no_engine):
+    names = tmp_path / "names.txt"
+    names.write_text("blue paint\nred paint\n")
+    args = ["train", "--train-data", _class_folders(tmp_path / "classes"), "--dataset-type", "imagefolder"]
+    args += ["--templates", "simple", "--classnames", str(names), "--multi-positive", "--batch-size", "16"]
+    code, out, err = run_cli([*args, "--workers", "1", "--logs", str(tmp_path / "runs"), "--dry-run"], capsys)
+    assert code == 0, err
+    resolved = yaml.safe_load(out)
+    assert resolved["dataset_type"] == "imagefolder" and resolved["templates"] == "simple"
+    assert resolved["classnames"] == str(names) and resolved["multi_positive"] is True
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -237,9 +305,8 @@ def test_bad_input_is_one_line_exit_2_before_anything_is_built(case, shards, tmp
     args, needle = _bad_inputs(shards, tmp_path)[case]
     code, out, err = run_cli(["train", *args], capsys)
     assert code == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("clipctl: error:"), err
-    assert needle.lower() in lines[0].lower(), lines[0]
+    line = assert_user_error(err)
+    assert needle.lower() in line.lower(), line
 
 
 def test_resume_needs_a_run_folder(tmp_path, capsys):
@@ -255,3 +322,23 @@ def test_tiny_json_model_dry_run_prints_full_config(tmp_path, shards, capsys, no
     assert code == 0, err
     resolved = yaml.safe_load(out)
     assert set(resolved) >= {"train_data", "model", "lr", "precision", "save_every_n_steps", "name"}
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--pretrained", "none"], ["--pretrained", "None"], ["--save-frequency", "0"]],
+    ids=["pretrained-none", "pretrained-None", "save-frequency-0"],
+)
+def test_openclip_flag_values_are_accepted(flags, shards, tmp_path, capsys, no_engine):
+    args = ["train", "--recipe", "tiny_cpu", "--train-data", shards, *flags]
+    code, out, err = run_cli([*args, "--logs", str(tmp_path), "--dry-run"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out)[flags[0][2:].replace("-", "_")] in ("none", "None", 0)
+
+
+def test_train_data_accepts_a_quoted_glob(shards, tmp_path, capsys, no_engine):
+    folder = shards.split("{")[0]
+    args = ["train", "--recipe", "tiny_cpu", "--train-data", folder + "*.tar", "--workers", "2"]
+    code, out, err = run_cli([*args, "--logs", str(tmp_path), "--dry-run"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out)["train_data"] == folder + "*.tar"

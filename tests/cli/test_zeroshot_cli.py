@@ -8,6 +8,7 @@ import pytest
 
 from clipctl.cli.main import main
 from tests.eval.eval_data import make_clip_benchmark_classification, make_image_folder, tiny_model_files
+from tests.helpers import assert_user_error
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +24,6 @@ def data(tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\nfish\n")
     return ["--data", str(root), "--classnames", str(names)]
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("clipctl: error: ")
-    return lines[0]
 
 
 def test_table_and_results_file(tiny, data, tmp_path, capsys):
@@ -76,22 +70,22 @@ def test_bad_input_is_one_line(tiny, data, tmp_path, capsys, extra, message):
         names.write_text("cat\ndog\n")
         args = ["zeroshot", *tiny, *data[:3], str(names)]
     assert main(args) == 2
-    assert message in _one_error_line(capsys.readouterr().err)
+    assert message in assert_user_error(capsys.readouterr().err)
 
 
 def test_unknown_model_and_missing_data(data, tmp_path, capsys):
     assert main(["zeroshot", "--model", "ViT-B-33", "--pretrained", "none", *data, "--quiet"]) == 2
-    assert "unknown model 'ViT-B-33'" in _one_error_line(capsys.readouterr().err)
+    assert "unknown model 'ViT-B-33'" in assert_user_error(capsys.readouterr().err)
     assert (
         main(["zeroshot", "--model", "ViT-B-32", "--pretrained", "none", "--data", str(tmp_path / "nope")])
         == 2
     )
-    assert "no such folder" in _one_error_line(capsys.readouterr().err)
+    assert "no such folder" in assert_user_error(capsys.readouterr().err)
 
 
 def test_output_of_another_model_is_kept(tiny, data, tmp_path, capsys):
     out = tmp_path / "r.json"
     out.write_text(json.dumps({"model": "RN50", "pretrained": "openai", "metrics": {}}))
     assert main(["zeroshot", *tiny, *data, "--out", str(out)]) == 2
-    assert "holds results for model 'RN50'" in _one_error_line(capsys.readouterr().err)
+    assert "holds results for model 'RN50'" in assert_user_error(capsys.readouterr().err)
     assert json.loads(out.read_text())["model"] == "RN50"

@@ -71,6 +71,30 @@ def test_local_dir_reads_config_preprocess_and_weights(tmp_path):
         resolve_model(f"local-dir:{tmp_path}", "openai")
 
 
+def _config_only_folder(folder):
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_VIT_CFG}))
+    return f"local-dir:{folder}"
+
+
+def test_local_dir_without_weights_is_refused_unless_random_weights_are_asked_for(tmp_path):
+    name = _config_only_folder(tmp_path)
+    with pytest.raises(ClipctlError, match="holds no weights file.*--pretrained none"):
+        resolve_model(name)
+    for pretrained in ("none", "None", "NONE"):
+        assert resolve_model(name, pretrained).weights is None
+    trained = resolve_model(name, allow_random_weights=True)  # what train and distill ask for
+    assert trained.weights is None and "random weights" in " ".join(trained.notes)
+
+
+def test_pretrained_none_means_random_weights_for_every_kind_of_name(tmp_path):
+    (tmp_path / "open_clip_model.safetensors").write_bytes(b"")
+    name = _config_only_folder(tmp_path)
+    assert resolve_model(name).weights is not None
+    for model in (name, "ViT-B-32", str(write_model_config(tmp_path / "cfg", "mine"))):
+        resolved = resolve_model(model, "none")
+        assert resolved.weights is None and resolved.pretrained is None
+
+
 def test_hf_hub_config_read_from_the_offline_cache():
     add_to_hf_cache(
         "org/resolver-test",

@@ -8,7 +8,7 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 
-from clipctl.data.build import BuildInterrupted, build_shards, inspect_url_list
+from clipctl.data.build import BuildInterrupted, BuildOptions, build_shards, inspect_url_list
 from clipctl.errors import ClipctlError
 from tests.data.image_server import serve_directory, write_test_images
 
@@ -29,12 +29,14 @@ def test_build_counts_successes_404s_and_corrupt_files_from_img2dataset_stats(tm
         summary = build_shards(
             url_list,
             tmp_path / "shards",
-            image_size=16,
-            processes=1,
-            threads=3,
-            samples_per_shard=4,
-            timeout=5,
-            img2dataset_output="null",
+            BuildOptions(
+                image_size=16,
+                processes=1,
+                threads=3,
+                samples_per_shard=4,
+                timeout=5,
+                img2dataset_output="null",
+            ),
         )
 
     assert (summary.count, summary.successes) == (10, 6)
@@ -62,11 +64,13 @@ def test_build_counts_successes_404s_and_corrupt_files_from_img2dataset_stats(tm
         again = build_shards(
             url_list,
             out,
-            incremental=True,
-            image_size=16,
-            threads=3,
-            samples_per_shard=4,
-            img2dataset_output="null",
+            BuildOptions(
+                incremental=True,
+                image_size=16,
+                threads=3,
+                samples_per_shard=4,
+                img2dataset_output="null",
+            ),
         )
     assert (again.count, again.successes, again.num_shards) == (10, 6, 3)
     assert json.loads((out / "sizes.json").read_text()) == sizes
@@ -82,7 +86,7 @@ def test_build_reports_ctrl_c_instead_of_exiting_zero(tmp_path, monkeypatch):
     url_list = tmp_path / "urls.txt"
     url_list.write_text("http://127.0.0.1:9/a.jpg\n")
     with pytest.raises(BuildInterrupted, match="--incremental"):
-        build_shards(url_list, tmp_path / "shards", img2dataset_output="null")
+        build_shards(url_list, tmp_path / "shards", BuildOptions(img2dataset_output="null"))
 
 
 def test_url_list_checks_name_the_missing_column_before_downloading(tmp_path):
@@ -109,4 +113,4 @@ def test_build_refuses_a_non_empty_folder_without_incremental_or_overwrite(tmp_p
         build_shards(url_list, tmp_path / "shards")
     (tmp_path / "shards" / "notes.md").write_text("mine")
     with pytest.raises(ClipctlError, match="did not write.*notes.md"):
-        build_shards(url_list, tmp_path / "shards", overwrite=True)
+        build_shards(url_list, tmp_path / "shards", BuildOptions(overwrite=True))

@@ -46,6 +46,25 @@ def test_a_folder_source_means_its_tar_files(tmp_path):
     assert [p.rsplit("/", 1)[-1] for p in shards] == ["00000.tar", "00001.tar"]
 
 
+def test_a_quoted_glob_means_the_files_it_matches_sorted(tmp_path):
+    for folder in ("train", "extra"):
+        (tmp_path / folder).mkdir()
+        for name in ("00001.tar", "00000.tar", "sizes.json"):
+            (tmp_path / folder / name).write_bytes(b"")
+    shards, _ = expand_shard_spec(str(tmp_path / "train" / "*.tar"))
+    assert shards == [str(tmp_path / "train" / f"0000{i}.tar") for i in (0, 1)]
+    both, _ = expand_shard_spec(
+        str(tmp_path / "{train,extra}" / "0000?.tar") + "::" + str(tmp_path / "x.tar")
+    )
+    assert [p.split("/")[-2:] for p in both[:4]] == [["train", "00000.tar"], ["train", "00001.tar"]] + [
+        ["extra", "00000.tar"],
+        ["extra", "00001.tar"],
+    ]
+    assert both[4] == str(tmp_path / "x.tar")
+    with pytest.raises(ClipctlError, match="glob that matches no file"):
+        expand_shard_spec(str(tmp_path / "train" / "*.tgz"))
+
+
 def test_missing_shard_is_named_and_urls_are_not_checked(tmp_path):
     (tmp_path / "0.tar").write_bytes(b"")
     with pytest.raises(ClipctlError, match=r"shard not found: .*1\.tar \(and 1 more of 3\)"):

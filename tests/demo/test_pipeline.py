@@ -81,9 +81,10 @@ def test_samples_per_second_leaves_out_the_start_up_window():
     assert steady_samples_per_second(records) == 100.0
 
 
-def test_top_k_reads_plain_and_nested_result_keys():
-    assert _top_k({"top1": 0.5, "top5": 0.9}, 5) == 0.9
-    assert _top_k({"metrics": {"acc1": 0.25}}, 1) == 0.25
-    assert _top_k({"heldout-top1": 93.75}, 1) == 0.9375
-    with pytest.raises(RunFailure, match="no top-1"):
-        _top_k({"loss": 1.0}, 1)
+def test_top_k_reads_the_zero_shot_documents_metrics():
+    doc = {"metrics": {"top1": 0.25, "top5": 0.75, "mean_per_class_recall": 0.5}, "num_samples": 8}
+    assert (_top_k(doc, 1), _top_k(doc, 5)) == (0.25, 0.75)
+    with pytest.raises(RunFailure, match="no metrics.top5"):
+        _top_k({"metrics": {"top1": 0.25}}, 5)
+    with pytest.raises(RunFailure, match="no metrics.top1"):
+        _top_k({"top1": 0.25}, 1)  # the document keeps its scores under "metrics"

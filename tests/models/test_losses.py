@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from clipctl.models.losses import ClipLoss, CoCaLoss, DistillClipLoss, LossSpec, SigLipLoss, create_loss
+from tests.models.gloo_ranks import run_gloo_ranks
 
 WORLD = 3  # three ranks so SigLIP's bidirectional exchange runs a real two-way step
 PER_RANK = 4
@@ -152,44 +153,29 @@ _CASES = {
 }
 
 
-def _run_rank(rank: int, world: int, store_path: str, out_dir: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
-    try:
-        f = _features()
-        rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
-        results = {}
-        for name, make in _CASES.items():
-            image = f["image"][rows].clone().requires_grad_()
-            text = f["text"][rows].clone().requires_grad_()
-            scale = f["scale"].clone().requires_grad_()
-            bias = f["bias"].clone().requires_grad_()
-            loss = make(rank, world)(image, text, scale, bias)
-            loss.backward()
-            results[name] = {
-                "loss": loss.detach(),
-                "image": image.grad,
-                "text": text.grad,
-                "scale": scale.grad,
-            }
-        torch.save(results, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _rank_results(rank: int, world: int) -> dict[str, dict[str, torch.Tensor]]:
+    f = _features()
+    rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+    results = {}
+    for name, make in _CASES.items():
+        image = f["image"][rows].clone().requires_grad_()
+        text = f["text"][rows].clone().requires_grad_()
+        scale = f["scale"].clone().requires_grad_()
+        bias = f["bias"].clone().requires_grad_()
+        loss = make(rank, world)(image, text, scale, bias)
+        loss.backward()
+        results[name] = {
+            "loss": loss.detach(),
+            "image": image.grad,
+            "text": text.grad,
+            "scale": scale.grad,
+        }
+    return results
 
 
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
-    import torch.multiprocessing as mp
-
-    tmp = tmp_path_factory.mktemp("dist")
-    # fork: the children already have torch and clipctl.models imported (spawn re-imports them, ~15 s each on a
-    # busy 2-core machine); each rank sets one intra-op thread first, as DataLoader workers do
-    mp.start_processes(
-        _run_rank, args=(WORLD, str(tmp / "store"), str(tmp)), nprocs=WORLD, join=True, start_method="fork"
-    )
-    return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
+    return run_gloo_ranks(_rank_results, WORLD, tmp_path_factory.mktemp("dist"))
 
 
 def _reference(name: str) -> dict[str, torch.Tensor]:

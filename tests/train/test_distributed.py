@@ -30,7 +30,14 @@ def _torchrun() -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_process_local_loss_gradients_equal_one_process_full_batch(tmp_path):
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["multi", "2"]],
+    ids=["clip", "multi_positive_accumulated"],
+)
+def test_two_process_local_loss_gradients_equal_one_process_full_batch(tmp_path, extra):
+    """With ``multi``: a multi-positive loss on captions repeated across ranks, labels, 2 micro-batches per rank
+    against one process with one batch."""
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     model = write_tiny_model(tmp_path)
@@ -38,7 +45,10 @@ def test_two_process_local_loss_gradients_equal_one_process_full_batch(tmp_path)
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     single = tmp_path / "single.pt"
-    subprocess.run([sys.executable, WORKER, model, str(single), "16"], env=env, check=True, timeout=120)
+    one_batch = [extra[0], "1"] if extra else []
+    subprocess.run(
+        [sys.executable, WORKER, model, str(single), "16", *one_batch], env=env, check=True, timeout=120
+    )
     double = tmp_path / "ddp.pt"
     cmd = [
         *_torchrun(),
@@ -50,7 +60,7 @@ def test_two_process_local_loss_gradients_equal_one_process_full_batch(tmp_path)
         str(_free_port()),
     ]
     done = subprocess.run(
-        [*cmd, WORKER, model, str(double), "16"], env=env, capture_output=True, text=True, timeout=180
+        [*cmd, WORKER, model, str(double), "16", *extra], env=env, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr[-3000:]
     one = torch.load(single, weights_only=True)

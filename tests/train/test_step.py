@@ -29,7 +29,7 @@ def _batch(n: int, seed: int = 0):
     return torch.randn(n, 3, 32, 32, generator=g), texts
 
 
-def _grads_after(model, micro, clip=None):
+def _grads_after(model, micro, clip=None, loss_fn=None):
     grads = {}
 
     def capture():
@@ -39,7 +39,7 @@ def _grads_after(model, micro, clip=None):
     result = train_step(
         model,
         micro,
-        ClipLoss(),
+        loss_fn or ClipLoss(),
         opt,
         plan=plan_precision("fp32", torch.device("cpu")),
         device=torch.device("cpu"),
@@ -59,6 +59,25 @@ def test_accumulated_step_has_the_gradients_of_one_big_batch(model_json):
     )
     for name, grad in big.items():
         torch.testing.assert_close(accumulated[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_accumulated_multi_positive_step_finds_repeats_across_micro_batches(model_json):
+    torch.manual_seed(0)
+    model = create_model(model_json, output_dict=True)
+    images, texts = _batch(12)
+    texts[7] = texts[1]  # a repeated caption across micro-batches
+    # labels join different captions across micro-batches (identical captions alone leave the softmax loss as
+    # it is: their text features are identical too)
+    labels = torch.tensor([0, 1, -1, -1, 2, -1, 2, -1, -1, 3, 0, 3])
+    loss_fn = ClipLoss(multi_positive=True)
+    big, result = _grads_after(model, [(images, texts, labels)], loss_fn=loss_fn)
+    halves = [(images[:6], texts[:6], labels[:6]), (images[6:], texts[6:], labels[6:])]
+    accumulated, _ = _grads_after(model, halves, loss_fn=loss_fn)
+    for name, grad in big.items():
+        torch.testing.assert_close(accumulated[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # the repeats matter: the standard loss gives another value
+    _, plain = _grads_after(model, [(images, texts)])
+    assert abs(float(plain.losses["loss"]) - float(result.losses["loss"])) > 1e-3
 
 
 def test_logit_scale_is_clamped_after_the_step(model_json):

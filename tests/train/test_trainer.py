@@ -15,7 +15,7 @@ from clipctl.config.run import resolve_run_config
 from clipctl.errors import RunFailure
 from clipctl.train import checkpointing as ckpt_io
 from clipctl.train.trainer import Trainer, preflight, run_training
-from tests.train.engine_helpers import COLOURS, write_colour_shards, write_tiny_model
+from tests.train.engine_helpers import COLOURS, TINY_TRAIN_CFG, write_colour_shards, write_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -123,13 +123,49 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
 
 def test_step_checkpoints_keep_only_the_newest_and_latest_follows(data, tmp_path):
-    cfg = tiny_config(data, tmp_path, epochs=1, save_every_n_steps=3, delete_previous_checkpoint=True)
+    cfg = tiny_config(data, tmp_path, epochs=1, save_every_n_steps=3)
     run_training(cfg)
     checkpoints = tmp_path / "runs" / "tiny" / "checkpoints"
     names = sorted(p.name for p in checkpoints.glob("*.pt"))
     # step files are dropped once the epoch checkpoint exists
     assert names == ["epoch_1.pt", "epoch_latest.pt"]
     assert ckpt_io.read_info(checkpoints / "epoch_latest.pt").order == (1, 8)
+
+
+def _epoch_files(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "runs" / "tiny" / "checkpoints").glob("epoch_*.pt"))
+
+
+@pytest.mark.parametrize(
+    ("delete", "expected"),
+    [
+        (True, ["epoch_3.pt", "epoch_latest.pt"]),
+        (False, ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt", "epoch_latest.pt"]),
+    ],
+)
+def test_delete_previous_checkpoint_keeps_only_the_newest_epoch(data, tmp_path, delete, expected):
+    cfg = tiny_config(data, tmp_path, epochs=3, delete_previous_checkpoint=delete, train_num_samples=64)
+    run_training(cfg)
+    assert _epoch_files(tmp_path) == expected
+    latest = tmp_path / "runs" / "tiny" / "checkpoints" / "epoch_latest.pt"
+    assert ckpt_io.read_info(latest).epoch == 3
+
+
+def test_local_dir_with_a_config_and_no_weights_trains_from_scratch_and_says_so(data, tmp_path):
+    """OpenCLIP's way to train a custom architecture: a folder holding only open_clip_config.json."""
+    folder = tmp_path / "arch"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_TRAIN_CFG}))
+    run_training(tiny_config(data, tmp_path, model=f"local-dir:{folder}", epochs=1, train_num_samples=64))
+    log = (tmp_path / "runs" / "tiny" / "out.log").read_text()
+    assert f"local-dir:{folder} holds no weights file: building its architecture with random weights" in log
+    assert _epoch_files(tmp_path) == ["epoch_1.pt", "epoch_latest.pt"]
+
+
+def test_save_frequency_zero_writes_only_the_last_epoch(data, tmp_path):
+    """OpenCLIP's --save-frequency 0: no per-epoch checkpoints; the finished run is still saved."""
+    run_training(tiny_config(data, tmp_path, epochs=3, save_frequency=0, train_num_samples=64))
+    assert _epoch_files(tmp_path) == ["epoch_3.pt", "epoch_latest.pt"]
 
 
 def test_resume_latest_continues_and_matches_an_uninterrupted_run(data, tmp_path):
@@ -159,13 +195,17 @@ def test_finished_run_resumes_to_nothing(data, tmp_path):
     assert trainer.start_epoch == 1 and trainer.global_step == 8
 
 
-def test_distillation_runs_and_reports_the_distill_loss(data, tmp_path):
+@pytest.mark.parametrize("multi_positive", [False, True])
+def test_distillation_runs_and_reports_the_distill_loss(data, tmp_path, multi_positive):
     teacher = tmp_path / "teacher.pt"
     from clipctl.api import create_model
 
     torch.manual_seed(1)
     torch.save(create_model(data["model"]).state_dict(), teacher)
-    cfg = tiny_config(data, tmp_path, epochs=1, distill_model=data["model"], distill_pretrained=str(teacher))
+    distill = dict(
+        distill_model=data["model"], distill_pretrained=str(teacher), multi_positive=multi_positive
+    )
+    cfg = tiny_config(data, tmp_path, epochs=1, **distill)
     trainer = run_training(cfg)
     assert trainer.teacher is not None and not any(p.requires_grad for p in trainer.teacher.parameters())
     records = [
@@ -219,6 +259,18 @@ TINY_COCA_CFG = {
         ("accumulation", {"accum_freq": 2, "batch_size": 16, "grad_clip_norm": 1.0}, {"contrastive_loss"}),
         ("bf16 autocast", {"precision": "amp_bf16"}, {"contrastive_loss"}),
         ("coca", {"model": "COCA"}, {"contrastive_loss", "caption_loss"}),
+        # shards without .cls members: label -1 everywhere, so repeated captions decide the positives
+        ("siglip multi-positive", {"siglip": True, "multi_positive": True}, {"contrastive_loss"}),
+        (
+            "accumulated multi-positive",
+            {"multi_positive": True, "accum_freq": 2, "batch_size": 16},
+            {"contrastive_loss"},
+        ),
+        (
+            "coca multi-positive",
+            {"model": "COCA", "multi_positive": True},
+            {"contrastive_loss", "caption_loss"},
+        ),
     ],
 )
 def test_loss_and_precision_variants_train_and_log_finite_losses(
@@ -235,7 +287,7 @@ def test_loss_and_precision_variants_train_and_log_finite_losses(
     ]
     last = [r for r in records if r["kind"] == "train"][-1]
     assert loss_keys | {"loss"} <= set(last) and all(isinstance(last[k], float) for k in loss_keys)
-    if variant == "siglip":
+    if variant.startswith("siglip"):
         assert trainer.model.logit_bias is not None
 
 

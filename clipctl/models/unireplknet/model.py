@@ -331,6 +331,79 @@ _DEFAULT_KERNELS = {
 }
 
 
+def _check_layout(
+    depths: Sequence[int],
+    dims: Sequence[int],
+    kernel_sizes: Sequence[Sequence[int]] | None,
+    global_pool: str,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """Depths, widths and per-block kernel sizes of the four stages as tuples (default kernels by depths)."""
+    depths, dims = tuple(depths), tuple(dims)
+    if len(depths) != 4 or len(dims) != 4:
+        raise ValueError(f"UniRepLKNet needs 4 stages, got depths={depths} dims={dims}")
+    if kernel_sizes is None:
+        if depths not in _DEFAULT_KERNELS:
+            raise ValueError(f"no default kernel sizes for depths {depths}; pass kernel_sizes explicitly")
+        kernel_sizes = _DEFAULT_KERNELS[depths]
+    kernel_sizes = tuple(tuple(k) for k in kernel_sizes)
+    if tuple(len(k) for k in kernel_sizes) != depths:
+        raise ValueError(f"kernel_sizes {kernel_sizes} do not match depths {depths}")
+    if global_pool not in ("avg", ""):
+        raise ValueError(f"UniRepLKNet supports global_pool 'avg' or '', got {global_pool!r}")
+    return depths, dims, kernel_sizes
+
+
+def _downsample_layers(in_chans: int, dims: tuple[int, ...]) -> nn.ModuleList:
+    """The stem (two stride-2 convolutions, to stride 4) and the stride-2 downsampling before stages 1-3."""
+    stem = nn.Sequential(
+        nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
+        LayerNorm2d(dims[0] // 2, eps=1e-6),
+        nn.GELU(),
+        nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
+        LayerNorm2d(dims[0], eps=1e-6),
+    )
+    layers = [stem]
+    for i in range(3):
+        layers.append(
+            nn.Sequential(
+                nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
+                LayerNorm2d(dims[i + 1], eps=1e-6),
+            )
+        )
+    return nn.ModuleList(layers)
+
+
+def _stages(
+    depths: tuple[int, ...],
+    dims: tuple[int, ...],
+    kernel_sizes: tuple[tuple[int, ...], ...],
+    drop_path_rate: float,
+    layer_scale_init_value: float,
+    deploy: bool,
+    ffn_factor: int,
+) -> list[UniRepLKNetStage]:
+    """The four stages; the drop-path rate rises linearly over all blocks from 0 to ``drop_path_rate``."""
+    total = sum(depths)
+    # Same values as torch.linspace, computed in Python so models can be built on the meta device.
+    rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
+    stages = []
+    for i in range(4):
+        first = sum(depths[:i])
+        blocks = [
+            UniRepLKNetBlock(
+                dims[i],
+                kernel_sizes[i][j],
+                drop_path=rates[first + j],
+                layer_scale_init_value=layer_scale_init_value,
+                deploy=deploy,
+                ffn_factor=ffn_factor,
+            )
+            for j in range(depths[i])
+        ]
+        stages.append(UniRepLKNetStage(blocks))
+    return stages
+
+
 class UniRepLKNet(nn.Module):
     """UniRepLKNet classifier / feature trunk with timm's model interface.
 
@@ -356,18 +429,7 @@ class UniRepLKNet(nn.Module):
         **kwargs,
     ):
         super().__init__()
-        depths, dims = tuple(depths), tuple(dims)
-        if len(depths) != 4 or len(dims) != 4:
-            raise ValueError(f"UniRepLKNet needs 4 stages, got depths={depths} dims={dims}")
-        if kernel_sizes is None:
-            if depths not in _DEFAULT_KERNELS:
-                raise ValueError(f"no default kernel sizes for depths {depths}; pass kernel_sizes explicitly")
-            kernel_sizes = _DEFAULT_KERNELS[depths]
-        kernel_sizes = tuple(tuple(k) for k in kernel_sizes)
-        if tuple(len(k) for k in kernel_sizes) != depths:
-            raise ValueError(f"kernel_sizes {kernel_sizes} do not match depths {depths}")
-        if global_pool not in ("avg", ""):
-            raise ValueError(f"UniRepLKNet supports global_pool 'avg' or '', got {global_pool!r}")
+        depths, dims, kernel_sizes = _check_layout(depths, dims, kernel_sizes, global_pool)
         kwargs.pop("pretrained_cfg", None)
         kwargs.pop("pretrained_cfg_overlay", None)
         if kwargs:
@@ -380,45 +442,13 @@ class UniRepLKNet(nn.Module):
         self.deploy = deploy
         self.grad_checkpointing = False
 
-        self.downsample_layers = nn.ModuleList()
-        self.downsample_layers.append(
-            nn.Sequential(
-                nn.Conv2d(in_chans, dims[0] // 2, kernel_size=3, stride=2, padding=1),
-                LayerNorm2d(dims[0] // 2, eps=1e-6),
-                nn.GELU(),
-                nn.Conv2d(dims[0] // 2, dims[0], kernel_size=3, stride=2, padding=1),
-                LayerNorm2d(dims[0], eps=1e-6),
-            )
+        self.downsample_layers = _downsample_layers(in_chans, dims)
+        self.stages = nn.ModuleList(
+            _stages(depths, dims, kernel_sizes, drop_path_rate, layer_scale_init_value, deploy, ffn_factor)
         )
-        for i in range(3):
-            self.downsample_layers.append(
-                nn.Sequential(
-                    nn.Conv2d(dims[i], dims[i + 1], kernel_size=3, stride=2, padding=1),
-                    LayerNorm2d(dims[i + 1], eps=1e-6),
-                )
-            )
-
-        total = sum(depths)
-        # Same values as torch.linspace, computed in Python so models can be built on the meta device.
-        rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
-        self.stages = nn.ModuleList()
-        self.feature_info = []
-        block_index = 0
-        for i in range(4):
-            blocks = [
-                UniRepLKNetBlock(
-                    dims[i],
-                    kernel_sizes[i][j],
-                    drop_path=rates[block_index + j],
-                    layer_scale_init_value=layer_scale_init_value,
-                    deploy=deploy,
-                    ffn_factor=ffn_factor,
-                )
-                for j in range(depths[i])
-            ]
-            self.stages.append(UniRepLKNetStage(blocks))
-            block_index += depths[i]
-            self.feature_info.append(dict(num_chs=dims[i], reduction=2 ** (i + 2), module=f"stages.{i}"))
+        self.feature_info = [
+            dict(num_chs=dims[i], reduction=2 ** (i + 2), module=f"stages.{i}") for i in range(4)
+        ]
 
         self.num_features = self.head_hidden_size = dims[-1]
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
