@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from clipctl.cli.main import main
+from tests.helpers import assert_user_error
 from tests.search.search_data import embed_folder, shape_images, tiny_weights
 
 
@@ -22,13 +23,6 @@ def embedded(tmp_path_factory):
     weights = tiny_weights(root)
     shape_images(root / "images", per_class=3)
     return root, embed_folder(root / "images", root / "emb.parquet", weights)
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("clipctl: error: ")
-    return lines[0]
 
 
 def test_index_then_search_as_a_table_and_as_json(embedded, tmp_path, capsys):
@@ -96,7 +90,7 @@ def test_bad_input_is_one_line_and_exit_code_2(embedded, tmp_path, capsys, args,
     assert main(["index", str(parquet), "--out", str(paths["idx"]), "-q"]) == 0
     capsys.readouterr()
     assert main([a.format(**paths) for a in args]) == 2
-    assert message in _one_error_line(capsys.readouterr().err)
+    assert_user_error(capsys.readouterr().err, message)
 
 
 def test_serve_answers_on_localhost_until_stopped(embedded, tmp_path):
