@@ -100,12 +100,22 @@ def _print_config(cfg: Any) -> None:
     typer.echo(dump_run_config(cfg), nl=False)
 
 
+def _warn_about_workers(cfg: Any) -> None:
+    from clipctl.train.planning import plan_loader
+
+    plan = plan_loader(cfg.model, cfg.device)
+    warning = plan.workers_warning(cfg.workers) if plan is not None else None
+    if warning:
+        err.print(f"[yellow]warning[/yellow]: {warning}")
+
+
 def _execute(cfg: Any, dry_run: bool) -> None:
     from clipctl.train.trainer import preflight, run_training
 
     if dry_run:
         preflight(cfg)
         _print_config(cfg)
+        _warn_about_workers(cfg)
         return
     trainer = run_training(cfg)
     if trainer.env is not None and trainer.env.is_master:

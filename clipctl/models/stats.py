@@ -68,3 +68,20 @@ def model_stats(model: nn.Module) -> ModelStats:
         image_size=size,
         context_length=context_length,
     )
+
+
+def training_gflops_per_sample(model: nn.Module) -> float | None:
+    """About what one training sample costs ``model`` in GFLOPs (forward + backward = 3x the forward), counted
+    on meta copies of its weights: nothing is computed and batch-norm statistics stay untouched. None when an
+    op cannot be counted."""
+    size = getattr(getattr(model, "visual", None), "image_size", (224, 224))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    context_length = getattr(model, "context_length", None) or 77
+    state = {
+        name: torch.empty_like(tensor, device="meta")
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+    }
+    image = torch.zeros(1, 3, *size, device="meta")
+    tokens = torch.zeros(1, context_length, dtype=torch.long, device="meta")
+    gflops = _gflops(lambda: torch.func.functional_call(model, state, (image, tokens)))
+    return None if gflops is None else 3 * gflops

@@ -27,7 +27,8 @@ _EXPORTS = {
     ".workers": (
         "available_cores",
         "check_workers",
-        "leave_cores_to_workers",
+        "choose_compute_threads",
+        "reserved_loader_cores",
         "resolve_workers",
         "set_worker_threads",
     ),

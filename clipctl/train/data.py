@@ -49,6 +49,7 @@ from clipctl.train.data_csv import (
     collate_skipping_none,
 )
 from clipctl.train.data_wds import WdsStream, no_usable_samples_message, probe_shards
+from clipctl.train.pixels import InputNormalizer, split_uint8
 
 log = logging.getLogger("clipctl.train.data")
 DEFAULT_SYNTHETIC_IMAGE_SIZE = (224, 224)
@@ -67,7 +68,9 @@ __all__ = [
 @dataclass
 class DataInfo:
     """A loader with its epoch size. ``dataloader`` is iterable, has ``len()`` (batches left this epoch) and
-    ``num_batches`` / ``num_samples`` attributes as OpenCLIP's had."""
+    ``num_batches`` / ``num_samples`` attributes as OpenCLIP's had. ``to_input(images, device)`` makes model
+    input of a batch: a training transform ending in ToTensor + Normalize runs up to them in the workers, which
+    send uint8 images, and ``to_input`` converts them where the model is, to the same floats."""
 
     dataloader: LoaderView
     num_samples: int
@@ -77,6 +80,7 @@ class DataInfo:
     counter: SkipCounter = field(default_factory=lambda: SkipCounter(0))
     resume_epoch: int = -1
     skip_batches: int = 0
+    to_input: InputNormalizer = field(default_factory=InputNormalizer)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch the next iteration produces (drives shuffling and resampling in every worker)."""
@@ -322,8 +326,10 @@ def build_train_data(
     rank: int = 0,
     world_size: int = 1,
     skip_batches: int = 0,
+    uint8_batches: bool = True,
 ) -> DataInfo:
-    """The training loader of ``cfg`` for this rank, positioned at ``epoch`` (and batch ``skip_batches`` of it).
+    """The training loader of ``cfg`` for this rank, positioned at ``epoch`` (and batch ``skip_batches`` of it);
+    ``uint8_batches``: see :attr:`DataInfo.to_input`.
 
     Epoch size follows OpenCLIP: webdataset epochs have ``ceil(num_samples / global batch)`` batches rounded up
     to a multiple of the worker count; CSV and synthetic epochs are one pass over the rows with the last partial
@@ -339,6 +345,7 @@ def build_train_data(
     seed = int(_get(cfg, "seed", 0))
     shared_epoch = SharedEpoch(epoch)
     counter = SkipCounter(workers)
+    preprocess, to_input = split_uint8(preprocess) if uint8_batches else (preprocess, InputNormalizer())
 
     if plan.kind == "webdataset":
         slots = max(1, workers)
@@ -386,6 +393,7 @@ def build_train_data(
     # down in an order that makes torch wait 5 s per worker
     remaining = _remaining_batches(info.num_batches, epoch, skip_batches, shared_epoch)
     info.dataloader = LoaderView(loader, info.num_batches, info.num_samples, remaining)
+    info.to_input = to_input
     return info
 
 

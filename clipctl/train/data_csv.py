@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -24,6 +25,7 @@ from clipctl.data.csv_table import CsvTable
 from clipctl.errors import RunFailure
 from clipctl.eval.zeroshot import render_prompts
 from clipctl.train.data_common import SharedEpoch, SkipCounter, mix_seed, seeded_call
+from clipctl.train.pixels import accepts_arrays, read_rgb
 
 log = logging.getLogger("clipctl.train.data")
 
@@ -40,7 +42,7 @@ def label_ids(values: list[str]) -> list[int]:
     return [index[v] if v else NO_LABEL for v in values]
 
 
-# ---- item sources: load(row, seed) -> (PIL image, caption); labels: one int per row, or None ----
+# ---- item sources: load(row, seed, as_array) -> (PIL image or HWC uint8 array, caption); labels: one int per row, or None ----
 class CsvItems:
     def __init__(self, table: CsvTable):
         self.table = table
@@ -49,9 +51,10 @@ class CsvItems:
     def __len__(self) -> int:
         return len(self.table)
 
-    def load(self, index: int, seed: int | None = None) -> tuple[Image.Image, str]:
-        with Image.open(self.table.image_paths[index]) as img:
-            return img.convert("RGB"), self.table.captions[index]
+    def load(
+        self, index: int, seed: int | None = None, as_array: bool = False
+    ) -> tuple[Image.Image | np.ndarray, str]:
+        return read_rgb(self.table.image_paths[index], as_array), self.table.captions[index]
 
     def describe(self, index: int) -> str:
         return self.table.image_paths[index]
@@ -87,9 +90,10 @@ class ImageFolderItems:
         choice = 0 if seed is None else mix_seed(seed, _TEMPLATE_SALT) % len(self.templates)
         return render_prompts([self.classnames[self.labels[index]]], [self.templates[choice]])[0]
 
-    def load(self, index: int, seed: int | None = None) -> tuple[Image.Image, str]:
-        with Image.open(self.paths[index]) as img:
-            return img.convert("RGB"), self.caption(index, seed)
+    def load(
+        self, index: int, seed: int | None = None, as_array: bool = False
+    ) -> tuple[Image.Image | np.ndarray, str]:
+        return read_rgb(self.paths[index], as_array), self.caption(index, seed)
 
     def describe(self, index: int) -> str:
         return self.paths[index]
@@ -106,7 +110,9 @@ class SyntheticItems:
     def __len__(self) -> int:
         return self.num_samples
 
-    def load(self, index: int, seed: int | None = None) -> tuple[Image.Image, str]:
+    def load(
+        self, index: int, seed: int | None = None, as_array: bool = False
+    ) -> tuple[Image.Image | np.ndarray, str]:
         g = torch.Generator().manual_seed(mix_seed(self.seed, index))
         names = list(_COLORS)
         color = names[int(torch.randint(len(names), (1,), generator=g))]
@@ -141,6 +147,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         self.items, self.preprocess, self.tokenizer = items, preprocess, tokenizer
         self.counter = counter or SkipCounter(0)
         self.replace_corrupt = replace_corrupt
+        self.as_array = accepts_arrays(preprocess)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -151,7 +158,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         for attempt in range(tries):
             row = (index + attempt) % len(self.items)
             try:
-                image, caption = self.items.load(row, seed)
+                image, caption = self.items.load(row, seed, self.as_array)
                 break
             except Exception as exc:  # noqa: BLE001 - any failure to read one image skips that image only
                 self.counter.add(f"cannot read image {self.items.describe(row)}: {exc}")

@@ -16,7 +16,6 @@ set with no usable sample at all; that raises instead of spinning forever.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import tarfile
@@ -24,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -40,6 +40,7 @@ from clipctl.train.data_common import (
     seeded_call,
     worker_slot,
 )
+from clipctl.train.pixels import accepts_arrays, decode_rgb
 
 SHUFFLE_BUFFER = 5000
 SHUFFLE_INITIAL = 1000
@@ -90,11 +91,9 @@ def has_image_and_caption(sample: dict[str, Any]) -> bool:
     return CAPTION_EXTENSION in sample and any(ext in sample for ext in IMAGE_EXTENSIONS)
 
 
-def decode_sample(sample: dict[str, Any]) -> tuple[Image.Image, str]:
+def decode_sample(sample: dict[str, Any], as_array: bool = False) -> tuple[Image.Image | np.ndarray, str]:
     data = next(sample[ext] for ext in IMAGE_EXTENSIONS if ext in sample)
-    with Image.open(io.BytesIO(data)) as img:
-        image = img.convert("RGB")  # convert() forces the full decode, so truncated files fail here
-    return image, sample[CAPTION_EXTENSION].decode("utf-8")
+    return decode_rgb(data, as_array), sample[CAPTION_EXTENSION].decode("utf-8")
 
 
 def sample_label(sample: dict[str, Any]) -> int:
@@ -243,7 +242,10 @@ class WdsStream(torch.utils.data.IterableDataset):
         return usable
 
     # ---- samples -> batches ----
-    def _decoded(self, samples: Iterator[dict[str, Any]]) -> Iterator[tuple[Image.Image, str, int]]:
+    def _decoded(
+        self, samples: Iterator[dict[str, Any]]
+    ) -> Iterator[tuple[Image.Image | np.ndarray, str, int]]:
+        as_array = self.is_train and accepts_arrays(self.preprocess)
         for sample in samples:
             try:
                 label = sample_label(sample) if self.with_labels else -1
@@ -253,7 +255,7 @@ class WdsStream(torch.utils.data.IterableDataset):
                 )
                 continue
             try:
-                yield (*decode_sample(sample), label)
+                yield (*decode_sample(sample, as_array), label)
             except Exception as exc:  # noqa: BLE001 - any decoder failure means one bad sample, not a bad run
                 self.counter.add(f"cannot decode {sample['__key__']} in {sample['__url__']}: {exc}")
 

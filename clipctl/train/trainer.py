@@ -32,7 +32,7 @@ from clipctl.config.resolver import ResolvedModel, resolve_model
 from clipctl.config.run import TrainConfig, dump_run_config, report_targets
 from clipctl.errors import ClipctlError, RunFailure
 from clipctl.fileio import check_output_target, write_text_atomic
-from clipctl.runtime import ProgressBar, leave_cores_to_workers, plan_precision
+from clipctl.runtime import ProgressBar, choose_compute_threads, plan_precision
 from clipctl.train import checkpointing as ckpt_io
 from clipctl.train.distributed import (
     DistEnv,
@@ -158,12 +158,12 @@ class Trainer:
         )
         self.plan = plan_precision(cfg.precision, env.device, training=True)
         self._seed(cfg.seed + env.rank)
-        if env.device.type == "cpu":
-            leave_cores_to_workers(cfg.workers)
         self._setup_run_dir()
         if self.plan.note and env.is_master:
             logger.warning(self.plan.note)
         self._build_model()
+        if env.device.type == "cpu":
+            self._choose_threads()
         resume_ckpt = self._find_resume_checkpoint()
         self._build_optimizer()
         if resume_ckpt is not None:
@@ -303,6 +303,18 @@ class Trainer:
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             total = sum(p.numel() for p in model.parameters())
             logger.info(f"model {cfg.model}: {total / 1e6:.2f}M parameters, {trainable / 1e6:.2f}M trainable")
+
+    def _choose_threads(self) -> None:
+        from clipctl.models.stats import training_gflops_per_sample
+
+        gflops = training_gflops_per_sample(unwrap_model(self.model))
+        threads = choose_compute_threads(self.cfg.workers, gflops)
+        if self.env.is_master:
+            cost = f"{gflops:.2f}" if gflops is not None else "unknown"
+            logger.info(
+                f"{threads} compute thread(s) and {self.cfg.workers} loader worker(s) "
+                f"(training cost {cost} GFLOPs per sample)"
+            )
 
     def _find_resume_checkpoint(self) -> Path | None:
         cfg = self.cfg
@@ -456,8 +468,8 @@ class Trainer:
         epoch_start_step = self.global_step
         micro: list[tuple[torch.Tensor, ...]] = []
         result = None
-        for batch in data.dataloader:
-            micro.append(tuple(batch))  # (images, texts) or (images, texts, labels)
+        for images, *rest in data.dataloader:  # (images, texts) or (images, texts, labels)
+            micro.append((data.to_input(images, env.device), *rest))
             batch_index += 1
             if len(micro) < cfg.accum_freq:
                 continue

@@ -58,7 +58,14 @@ def write_tar(path: Path, members: list[tuple[str, bytes]]) -> str:
     return str(path)
 
 
-def write_shards(folder: Path, counts: list[int], prefix: str = "s", sizes: bool = True) -> list[str]:
+def write_shards(
+    folder: Path,
+    counts: list[int],
+    prefix: str = "s",
+    sizes: bool = True,
+    image=image_bytes,
+    ext: str = "png",
+) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for s, n in enumerate(counts):
@@ -66,7 +73,7 @@ def write_shards(folder: Path, counts: list[int], prefix: str = "s", sizes: bool
         for i in range(n):
             key = f"{s:03d}{i:04d}"
             members += [
-                (f"{key}.png", image_bytes(s * 1000 + i)),
+                (f"{key}.{ext}", image(s * 1000 + i)),
                 (f"{key}.txt", f"{prefix} {s}-{i}".encode()),
             ]
             members.append((f"{key}.json", b"{}"))
