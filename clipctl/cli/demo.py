@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
             False, "--overwrite", help="Replace a different demo run already in --out."
         ),
     ) -> None:
-        """The whole toolkit end to end on generated data: synth -> train -> zeroshot -> embed (minutes on a CPU)."""
+        """The whole toolkit end to end on generated data: synth -> train -> zeroshot -> embed -> search (minutes on a CPU)."""
         from clipctl.demo.pipeline import run_demo
         from clipctl.demo.report import render_report
 

@@ -112,3 +112,12 @@ def csv_separator() -> Any:
         help="CSV column separator  \\[default: ',' for .csv files, else TAB]",
         show_default=False,
     )
+
+
+# searching an index: search and serve
+
+
+def nprobe() -> Any:
+    return typer.Option(
+        None, "--nprobe", help="Approximate indexes: lists to visit (default: tuned when built)."
+    )

@@ -3,7 +3,7 @@
 1. ``clipctl data synth``   coloured shapes -> webdataset shards + a held-out ImageFolder split
 2. ``clipctl train``        the ``demo`` recipe on those shards -> run folder, checkpoints, metrics.jsonl
 3. ``clipctl zeroshot``     the final checkpoint on the held-out split -> results JSON
-4. ``clipctl embed``        the held-out images -> Parquet
+4. ``clipctl embed``        the held-out images -> Parquet; ``clipctl index`` + ``clipctl search`` over them
 5. two PNGs in the run folder: the loss curve, and a grid of held-out images with the predicted class
 
 Every step calls the job function behind the command, so the demo fails exactly where a user's run would.
@@ -25,6 +25,7 @@ from clipctl.demo.outdir import check_demo_disk_space, prepare_demo_dir, read_ma
 from clipctl.demo.settings import (
     DATA_DIR,
     EMBEDDINGS_FILE,
+    INDEX_DIR,
     LOSS_CURVE_FILE,
     MANIFEST_VERSION,
     PREDICTIONS_FILE,
@@ -76,6 +77,7 @@ class DemoReport:
     num_embedded: int
     data_reused: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)  # clipctl.search.showcase.SearchShowcase as a dict
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +240,15 @@ def _embed(model: str, checkpoint: Path, heldout_dir: str, parquet: Path) -> int
     return summary.total_rows
 
 
+def _search(parquet: Path, index_dir: Path, data_summary: Any, top1: float) -> dict[str, Any]:
+    """``clipctl index`` over the held-out embeddings, an example query, and precision@10 per class."""
+    from clipctl.data.synth import class_folders
+    from clipctl.search.showcase import index_and_search
+
+    folders = [folder for folder, _, _ in class_folders()]
+    return index_and_search(parquet, index_dir, folders, data_summary.classnames, top1).to_dict()
+
+
 def _prediction_grid(
     model: str, checkpoint: Path, data_summary: Any, parquet: Path, png: Path, count: int
 ) -> None:
@@ -315,12 +326,13 @@ class _StageOutputs:
     records: list[dict[str, Any]]
     results: dict[str, Any]
     num_embedded: int
+    search: dict[str, Any]
 
 
 def _run_stages(
     out: Path, settings: DemoSettings, seed: int, model: str, image_size: int, clock: _StageClock
 ) -> _StageOutputs:
-    """Generate the data, train, evaluate zero-shot, embed, and draw the two PNGs."""
+    """Generate the data, train, evaluate zero-shot, embed and search, and draw the two PNGs."""
     from clipctl.data.synth import synthesize_dataset
 
     with clock.stage("data", f"1/4 generating {settings.num_train:,} training images and the held-out split"):
@@ -339,8 +351,10 @@ def _run_stages(
     records = read_train_metrics(run_dir)
     with clock.stage("zeroshot", f"3/4 zero-shot evaluation on {data.num_heldout} held-out images"):
         results = _zero_shot(model, checkpoint, data, out / RESULTS_FILE)
-    with clock.stage("embed", "4/4 embedding the held-out images"):
+    with clock.stage("embed", "4/4 embedding the held-out images, indexing and searching them"):
         num_embedded = _embed(model, checkpoint, data.heldout_dir, out / EMBEDDINGS_FILE)
+    with clock.stage("search"):
+        search = _search(out / EMBEDDINGS_FILE, out / INDEX_DIR, data, _top_k(results, 1))
     with clock.stage("plots"):
         from clipctl.demo.plots import plot_loss_curve
 
@@ -348,7 +362,7 @@ def _run_stages(
         plot_loss_curve(steps, losses, run_dir / LOSS_CURVE_FILE)
         grid = run_dir / PREDICTIONS_FILE
         _prediction_grid(model, checkpoint, data, out / EMBEDDINGS_FILE, grid, settings.grid_images)
-    return _StageOutputs(data, run_dir, checkpoint, records, results, num_embedded)
+    return _StageOutputs(data, run_dir, checkpoint, records, results, num_embedded, search)
 
 
 def _report(
@@ -389,6 +403,7 @@ def _report(
         num_embedded=made.num_embedded,
         data_reused=data_reused,
         seconds={k: round(v, 2) for k, v in seconds.items()},
+        search=made.search,
     )
 
 
@@ -407,6 +422,9 @@ def run_demo(
     one line as each stage starts.
     """
     started = time.perf_counter()
+    from clipctl.search.deps import require
+
+    require(what="the demo (it ends with a search)")
     settings = settings or settings_for(quick)
     out = Path(out_dir)
     model, image_size = _recipe_model(settings)

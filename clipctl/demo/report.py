@@ -29,7 +29,7 @@ def _times(report: DemoReport) -> str:
     seconds = report.seconds
     parts = [
         f"{name} {_duration(seconds[name])}"
-        for name in ("data", "train", "zeroshot", "embed")
+        for name in ("data", "train", "zeroshot", "embed", "search")
         if name in seconds
     ]
     return ", ".join(parts)
@@ -37,6 +37,21 @@ def _times(report: DemoReport) -> str:
 
 def _row(label: str, value: str | Text) -> Text:
     return Text.assemble((f"{label:<17}", "bold"), value)
+
+
+def _search_lines(report: DemoReport) -> list[Text]:
+    search = report.search
+    if not search:
+        return []
+    best = ", ".join(f"{hit['key']} ({hit['score']:.2f})" for hit in search["top"][:3])
+    return [
+        _row("search", f'"{search["query"]}" -> {best}'),
+        _row(
+            f"precision@{search['k']}",
+            f"{100 * search['precision']:.1f}% mean over one text query per class "
+            f"(bound from zero-shot top-1: {100 * search['bound']:.1f}%)",
+        ),
+    ]
 
 
 def render_report(report: DemoReport) -> Group:
@@ -73,6 +88,7 @@ def render_report(report: DemoReport) -> Group:
             ),
         ),
         _row("zero-shot top-5", f"{100 * report.top5:.1f}%  (chance {100 * report.chance_top5:.1f}%)"),
+        *_search_lines(report),
         Text(""),
         _row("run folder", _where(report.run_dir)),
         _row("checkpoint", _where(report.checkpoint)),
@@ -80,8 +96,10 @@ def render_report(report: DemoReport) -> Group:
         _row("embeddings", f"{_where(report.embeddings_parquet)} ({report.num_embedded:,} rows)"),
         _row("loss curve", _where(report.loss_curve_png)),
         _row("predictions", _where(report.predictions_png)),
-        Text(""),
     ]
+    if report.search:
+        lines.append(_row("search index", _where(report.search["index_dir"])))
+    lines.append(Text(""))
     data = Path(report.data_dir)
     lines.append(
         Text.assemble(
@@ -91,4 +109,12 @@ def render_report(report: DemoReport) -> Group:
             f"--templates {_where(str(data / 'templates.txt'))}",
         )
     )
+    if report.search:
+        index = _where(report.search["index_dir"])
+        lines.append(Text.assemble(("search it:  ", "dim"), f'clipctl search {index} --text "a blue square"'))
+        lines.append(
+            Text.assemble(
+                ("browse it:  ", "dim"), f"clipctl serve {index}  (then open http://127.0.0.1:8000/)"
+            )
+        )
     return Group(*lines)

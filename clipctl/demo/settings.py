@@ -38,10 +38,11 @@ RUNS_DIR = "runs"
 RUN_NAME = "demo"
 RESULTS_FILE = "zeroshot.json"
 EMBEDDINGS_FILE = "heldout_embeddings.parquet"
+INDEX_DIR = "index"  # `clipctl index` of the held-out embeddings
 LOSS_CURVE_FILE = "loss_curve.png"  # in the run folder
 PREDICTIONS_FILE = "predictions.png"  # in the run folder
 # What the demo may find in its own folder; anything else makes it refuse to touch the folder.
-OWN_ENTRIES = (MANIFEST, DATA_DIR, RUNS_DIR, RESULTS_FILE, EMBEDDINGS_FILE)
+OWN_ENTRIES = (MANIFEST, DATA_DIR, RUNS_DIR, RESULTS_FILE, EMBEDDINGS_FILE, INDEX_DIR)
 MANIFEST_VERSION = 1
 
 

@@ -29,7 +29,16 @@ def _fake_report(out_dir, **kwargs):
         chance_top5=5 / 32,
         num_embedded=128,
         data_reused=False,
-        seconds={"data": 3.0, "train": 60.0, "zeroshot": 2.0, "embed": 2.0, "total": 70.0},
+        seconds={"data": 3.0, "train": 60.0, "zeroshot": 2.0, "embed": 2.0, "search": 1.0, "total": 71.0},
+        search={
+            "index_dir": f"{out_dir}/index",
+            "query": "a red circle",
+            "top": [{"rank": 1, "score": 0.31, "key": "red_circle/0003.png"}],
+            "k": 4,
+            "precision": 0.42,
+            "bound": 0.27,
+            "per_class": {},
+        },
     )
 
 
@@ -58,6 +67,9 @@ def test_demo_passes_its_flags_and_prints_the_report(tmp_path, monkeypatch, caps
         "zeroshot.json",
         "heldout_embeddings.parquet",
         "runs/demo",
+        '"a red circle" -> red_circle/0003.png (0.31)',
+        "precision@4      42.0% mean over one text query per class (bound from zero-shot top-1: 27.0%)",
+        f"clipctl serve {tmp_path / 'd' / 'index'}",
     ):
         assert expected in out, expected
 

@@ -41,6 +41,10 @@ def test_quick_demo_learns_well_above_chance_through_the_normal_paths(tmp_path):
     embeddings = pq.read_table(report.embeddings_parquet)
     assert embeddings.num_rows == report.num_heldout == report.num_embedded
 
+    search = report.search  # the held-out images indexed and searched by text, one query per class
+    assert (out / "index" / "clipctl_index.json").is_file() and search["top"][0]["rank"] == 1
+    assert search["k"] == 4 and search["precision"] >= search["bound"] > report.chance_top1
+
     manifest = json.loads((out / "demo.json").read_text())
     assert manifest["status"] == "done" and manifest["report"]["top1"] == report.top1
 
