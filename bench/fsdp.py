@@ -27,18 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def cpu_line() -> str:
-    name, flags = "unknown CPU", set()
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name") and name == "unknown CPU":
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name}, {os.cpu_count()} cores, native bf16: {', '.join(bf16) or 'no'}"
-
-
 def available_bytes() -> int:
     with open("/proc/meminfo", encoding="ascii") as info:
         for line in info:
@@ -137,9 +125,10 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    from clipctl.runtime import describe_cpu
     from clipctl.train.memory_plan import GIB, measure_footprint, plan_memory
 
-    print(cpu_line())
+    print(describe_cpu())
     print(
         f"load average before: {os.getloadavg()[0]:.2f}, memory available {available_bytes() / GIB:.1f} GiB"
     )
