@@ -37,8 +37,8 @@ def resolve_workers(
 
 
 # Core-seconds one loader worker spends per training sample: 256 px JPEG decode, the ViT-B-32 training
-# transform and tokenizing: ~200 images per worker CPU-second (bench/loader.py, 2 cores, 2026-12-03).
-LOADER_CORE_SECONDS = 1 / 200
+# transform and tokenizing: ~220 images per worker CPU-second (bench/loader.py, 2 cores, 2026-12-03).
+LOADER_CORE_SECONDS = 1 / 220
 # A conservative fp32 training rate of one core (GFLOP/s); these CPUs reach ~75-90 on large matmuls.
 CORE_GFLOPS = 50.0
 # A loader process sharing a core with a compute thread gets half of it from the scheduler, and the other

@@ -3,7 +3,6 @@ uncompiled, and the checkpoint keeps the plain model's keys (no ``_orig_mod.`` p
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -12,19 +11,7 @@ import torch
 
 from clipctl.config.run import resolve_run_config
 from clipctl.train.trainer import run_training
-from tests.train.engine_helpers import TINY_TRAIN_CFG, write_colour_shards
-
-CONVNEXT_TOWER = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "timm_model_name": "convnext_atto",
-        "timm_model_pretrained": False,
-        "timm_pool": "",
-        "timm_proj": "linear",
-        "image_size": 32,
-    },
-    "text_cfg": copy.deepcopy(TINY_TRAIN_CFG["text_cfg"]),
-}
+from tests.train.engine_helpers import TINY_CONVNEXT_CFG, TINY_TRAIN_CFG, write_colour_shards
 
 
 def _final_state(model_json: Path, data: str, tmp_path: Path, compiled: bool) -> dict[str, torch.Tensor]:
@@ -43,7 +30,7 @@ def _final_state(model_json: Path, data: str, tmp_path: Path, compiled: bool) ->
 @pytest.mark.parametrize("tower", ["vit", "convnext"])
 def test_compiled_training_reaches_the_eager_weights(tmp_path, tower):
     model_json = tmp_path / f"tiny-{tower}.json"
-    model_json.write_text(json.dumps(TINY_TRAIN_CFG if tower == "vit" else CONVNEXT_TOWER))
+    model_json.write_text(json.dumps(TINY_TRAIN_CFG if tower == "vit" else TINY_CONVNEXT_CFG))
     data = write_colour_shards(tmp_path / "data", num_shards=1, per_shard=16)
     eager = _final_state(model_json, data, tmp_path, compiled=False)
     compiled = _final_state(model_json, data, tmp_path, compiled=True)
