@@ -247,6 +247,18 @@ class TrainConfig:
     def distill(self) -> bool:
         return bool(self.distill_model)
 
+    def model_overrides(self) -> dict[str, Any]:
+        """The ``force_*`` keyword arguments of ``create_model`` this run asks for (training and its memory plan
+        build the same model)."""
+        sizes = list(self.force_image_size)
+        return {
+            "force_quick_gelu": self.force_quick_gelu,
+            "force_custom_text": self.force_custom_text,
+            "force_patch_dropout": self.force_patch_dropout,
+            "force_image_size": None if not sizes else sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1]),
+            "force_context_length": self.force_context_length,
+        }
+
 
 def _plain(value: Any) -> Any:
     """YAML-safe: tuples become lists, recursively."""

@@ -394,18 +394,13 @@ class HostMemoryProbe:
 
 def plan_for_run(cfg: Any, world_size: int) -> MemoryPlan:
     """The plan of a resolved run config (``clipctl train --dry-run``) at ``world_size`` ranks."""
-    sizes = list(cfg.force_image_size)
     footprint = measure_footprint(
         cfg.model,
         precision=cfg.precision,
         lock_image=cfg.lock_image,
         lock_text=cfg.lock_text,
         teacher=cfg.distill_model,
-        force_quick_gelu=cfg.force_quick_gelu,
-        force_custom_text=cfg.force_custom_text,
-        force_patch_dropout=cfg.force_patch_dropout,
-        force_image_size=None if not sizes else sizes[0] if len(sizes) == 1 else tuple(sizes),
-        force_context_length=cfg.force_context_length,
+        **cfg.model_overrides(),
     )
     return plan_memory(
         footprint,
